@@ -1,0 +1,362 @@
+"""The `isotopes` command line.
+
+Every command that takes ``--json`` prints exactly one JSON document on stdout. Errors go to stderr with exit
+code 1 (2 for usage errors). Nothing here ever prints the secret.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import hashlib
+import io
+import json
+import os
+import secrets
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from . import __version__, db, ledger, paths, vault
+from .blending import perceptual_hash
+from .marking import Marker
+from .marks import presence, registry
+from .marks.families import BASE_SIZE
+from .settings import get as site_settings
+from .sitename import SiteError, site_of
+
+
+class CliError(Exception):
+    """A user-facing failure: printed as one line on stderr, exit code 1."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "run"):
+        parser.print_help(sys.stderr)
+        return 2
+    try:
+        return args.run(args) or 0
+    except (CliError, vault.VaultError, SiteError, ValueError) as exc:
+        print(f"isotopes: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("isotopes: interrupted", file=sys.stderr)
+        return 130
+
+
+# --- arguments ---------------------------------------------------------------------------------------------
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isotopes", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"isotopes {__version__}")
+    commands = parser.add_subparsers(metavar="COMMAND")
+
+    def command(group, name, run, help_text):
+        sub = group.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(run=run)
+        return sub
+
+    def unlocking(sub):
+        sub.add_argument("--passphrase-env", metavar="VAR",
+                         help="read the vault passphrase from environment variable VAR instead of prompting")
+
+    init = command(commands, "init", cmd_init, "create your vault (the secret all your marks come from)")
+    unlocking(init)
+    init.add_argument("--no-passphrase", action="store_true",
+                      help="make a vault that opens without a passphrase (weaker: anyone who can read your files "
+                           "can derive your marks)")
+
+    mark = command(commands, "mark", cmd_mark, "blend your site's mark into photos")
+    unlocking(mark)
+    mark.add_argument("files", nargs="+", metavar="FILE", type=Path)
+    mark.add_argument("--site", required=True, help="the site the photos are for (a domain or URL)")
+    mark.add_argument("--out", type=Path, metavar="DIR",
+                      help="write outputs here under their own names (default: NAME.marked.EXT beside each input)")
+    mark.add_argument("--alpha", type=float, metavar="A", help="blend strength for this run (default: the site's)")
+    mark.add_argument("--force", action="store_true", help="replace existing output files")
+    mark.add_argument("--json", action="store_true")
+
+    marks = commands.add_parser("marks", help="your marks: list, preview, rotate, import").add_subparsers(
+        metavar="ACTION", required=True)
+    mark_list = command(marks, "list", cmd_marks_list, "every mark issued, per site and epoch")
+    mark_list.add_argument("--json", action="store_true")
+    preview = command(marks, "preview", cmd_marks_preview, "write a site's current mark as a PNG for you to see")
+    unlocking(preview)
+    preview.add_argument("--site", required=True)
+    preview.add_argument("--out", required=True, type=Path, metavar="FILE.png")
+    rotate = command(marks, "rotate", cmd_marks_rotate, "start a new mark (epoch) for a site now")
+    unlocking(rotate)
+    rotate.add_argument("--site", required=True)
+    rotate.add_argument("--json", action="store_true")
+    imported = command(marks, "import", cmd_marks_import, "use your own image as a site's mark from now on")
+    unlocking(imported)
+    imported.add_argument("file", type=Path, metavar="IMAGE")
+    imported.add_argument("--site", required=True)
+    imported.add_argument("--json", action="store_true")
+
+    ledger_group = commands.add_parser("ledger", help="the record of every photo processed").add_subparsers(
+        metavar="ACTION", required=True)
+    ledger_list = command(ledger_group, "list", cmd_ledger_list, "list processed photos, newest first")
+    ledger_list.add_argument("--site")
+    ledger_list.add_argument("--limit", type=int)
+    ledger_list.add_argument("--json", action="store_true")
+    find = command(ledger_group, "find", cmd_ledger_find,
+                   "is this file (or a resized / re-encoded copy of it) one we marked, and with which mark?")
+    unlocking(find)
+    find.add_argument("file", type=Path, metavar="FILE")
+    find.add_argument("--json", action="store_true")
+    return parser
+
+
+# --- vault -------------------------------------------------------------------------------------------------
+
+def _passphrase_from_env(args) -> str | None:
+    if not getattr(args, "passphrase_env", None):
+        return None
+    value = os.environ.get(args.passphrase_env)
+    if value is None:
+        raise CliError(f"environment variable {args.passphrase_env} is not set")
+    return value
+
+
+def _unlock(args) -> vault.Vault:
+    if not vault.is_protected():
+        return vault.unlock(None)
+    passphrase = _passphrase_from_env(args)
+    if passphrase is None:
+        if not sys.stdin.isatty():
+            raise CliError("the vault needs its passphrase: run in a terminal or pass --passphrase-env VAR")
+        passphrase = getpass.getpass("Vault passphrase: ")
+    return vault.unlock(passphrase)
+
+
+def cmd_init(args) -> None:
+    if vault.exists():
+        raise vault.VaultExists(f"a vault already exists at {paths.vault_file()}; refusing to replace it")
+    if args.no_passphrase:
+        if args.passphrase_env:
+            raise CliError("--no-passphrase and --passphrase-env contradict each other")
+        passphrase = None
+    else:
+        passphrase = _passphrase_from_env(args)
+        if passphrase is None:
+            if not sys.stdin.isatty():
+                raise CliError("choose a passphrase: run in a terminal, or pass --passphrase-env VAR "
+                               "(or --no-passphrase for a weaker vault)")
+            passphrase = getpass.getpass("New vault passphrase: ")
+            if getpass.getpass("Repeat it: ") != passphrase:
+                raise CliError("the passphrases differ; nothing was created")
+    created = vault.create(passphrase)
+    print(f"Created your vault at {paths.vault_file()}")
+    if not created.protected:
+        print("warning: this vault has no passphrase: anyone who can read that file can derive your marks.",
+              file=sys.stderr)
+    print("Keep a backup of it: without it you cannot check models for your marks.")
+
+
+# --- marking -----------------------------------------------------------------------------------------------
+
+def _output_path(source: Path, out_dir: Path | None) -> Path:
+    if out_dir is not None:
+        return out_dir / source.name
+    return source.with_name(f"{source.stem}.marked{source.suffix}")
+
+
+def _write_atomically(target: Path, data: bytes) -> Path:
+    """Stage `data` beside `target` (fsynced); the caller renames it into place after recording."""
+    staged = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
+    with open(staged, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    return staged
+
+
+def cmd_mark(args) -> int:
+    site = site_of(args.site)
+    if args.alpha is not None and not 0 < args.alpha < 1:
+        raise CliError(f"--alpha must be between 0 and 1 (exclusive), got {args.alpha}")
+    if args.out is not None:
+        args.out.mkdir(parents=True, exist_ok=True)
+    marker = Marker(_unlock(args), db.connect())
+    results, failures = [], 0
+    for source in args.files:
+        target = _output_path(source, args.out)
+        report = {"input": str(source), "output": None, "site": site}
+        try:
+            data = source.read_bytes()
+        except OSError as exc:
+            failures += 1
+            results.append(report | {"status": "failed", "reason": f"cannot read: {exc.strerror}"})
+            continue
+        outcome = marker.prepare(data, site, name=source.name, alpha=args.alpha)
+        if outcome.data is not None:
+            if target.resolve() == source.resolve():
+                raise CliError(f"refusing to overwrite the input {source}")
+            if target.exists() and not args.force and target.read_bytes() != outcome.data:
+                failures += 1
+                results.append(report | {"status": "failed", "reason": f"{target} exists (use --force to replace)"})
+                continue
+            staged = _write_atomically(target, outcome.data)
+            upload = marker.record(outcome)
+            os.replace(staged, target)
+            report["output"] = str(target)
+        else:
+            upload = marker.record(outcome)
+            failures += 1
+        results.append(report | {k: v for k, v in upload.to_json().items() if k not in ("site", "name")})
+    if args.json:
+        print(json.dumps(results, indent=1))
+    else:
+        for item in results:
+            what = f"{item['status']:8} {item['input']}"
+            if item["status"] == "marked":
+                what += f" -> {item['output']}  (mark {item['mark_id']}, a = {item['alpha']:.2f})"
+            elif item["output"]:
+                what += f" -> {item['output']} unchanged: {item['reason']}"
+            else:
+                what += f": {item['reason']}"
+            print(what)
+    return 1 if failures else 0
+
+
+# --- marks -------------------------------------------------------------------------------------------------
+
+def cmd_marks_list(args) -> None:
+    conn = db.connect()
+    counts = dict(conn.execute("SELECT mark_id, COUNT(*) FROM uploads WHERE status = 'marked' GROUP BY mark_id"))
+    items = []
+    marks = registry.issued(conn)
+    latest = {mark.site: mark.epoch for mark in marks}
+    for mark in marks:
+        items.append(mark.to_json() | {"current": latest[mark.site] == mark.epoch,
+                                       "uploads": counts.get(mark.mark_id, 0)})
+    if args.json:
+        print(json.dumps(items, indent=1))
+        return
+    if not items:
+        print("No marks yet: they are issued the first time you mark a photo for a site.")
+        return
+    print(f"{'site':28} {'epoch':>5}  {'family':10} {'since':25} {'uploads':>7}  mark id")
+    for item in items:
+        flag = "  (current)" if item["current"] else ""
+        print(f"{item['site']:28} {item['epoch']:>5}  {item['family']:10} {item['started']:25} "
+              f"{item['uploads']:>7}  {item['mark_id']}{flag}")
+
+
+def cmd_marks_preview(args) -> None:
+    site = site_of(args.site)
+    conn = db.connect()
+    key = _unlock(args)
+    chosen = site_settings(conn, site)
+    mark = registry.current(conn, key, site, chosen.family, chosen.rotation_seconds)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(registry.pixels(key, mark), "RGB").save(args.out, "PNG")
+    print(f"Wrote the mark of {site} (epoch {mark.epoch}, id {mark.mark_id}, {BASE_SIZE}x{BASE_SIZE}) to {args.out}")
+    print("It is blended into your photos at a strength of "
+          f"{chosen.alpha:.2f}. Keep this file private: a mark should only leave your machine inside a photo.")
+
+
+def cmd_marks_rotate(args) -> None:
+    site = site_of(args.site)
+    conn = db.connect()
+    mark = registry.rotate(conn, _unlock(args), site, site_settings(conn, site).family)
+    if args.json:
+        print(json.dumps(mark.to_json()))
+    else:
+        print(f"{site} now uses a new mark: epoch {mark.epoch}, id {mark.mark_id}. Earlier marks stay verifiable.")
+
+
+def cmd_marks_import(args) -> None:
+    site = site_of(args.site)
+    try:
+        data = args.file.read_bytes()
+        mark = registry.import_image(db.connect(), _unlock(args), site, data)
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    except UnidentifiedImageError:
+        raise CliError(f"{args.file} is not an image") from None
+    if args.json:
+        print(json.dumps(mark.to_json()))
+    else:
+        print(f"{site} now uses your image as its mark: epoch {mark.epoch}, id {mark.mark_id} (stored encrypted).")
+
+
+# --- ledger ------------------------------------------------------------------------------------------------
+
+def cmd_ledger_list(args) -> None:
+    site = site_of(args.site) if args.site else None
+    rows = ledger.uploads(db.connect(), site=site, limit=args.limit)
+    if args.json:
+        print(json.dumps([row.to_json() for row in rows], indent=1))
+        return
+    if not rows:
+        print("The ledger is empty.")
+        return
+    for row in rows:
+        detail = f"mark {row.mark_id} a={row.alpha:.2f} {row.width}x{row.height} {row.format}" \
+            if row.status == "marked" else row.reason
+        print(f"{row.id:>6} {row.time} {row.site:24} {row.status:8} {row.name or '-':30} {detail}")
+
+
+def cmd_ledger_find(args) -> int:
+    try:
+        data = args.file.read_bytes()
+    except OSError as exc:
+        raise CliError(f"cannot read {args.file}: {exc.strerror or exc}") from None
+    image = None
+    try:
+        image = ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB")
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError):
+        pass
+    conn = db.connect()
+    matches = ledger.find(conn, hashlib.sha256(data).hexdigest(), perceptual_hash(image) if image else None)
+    key = None
+    if image is not None and any(match.kind == "similar" for match in matches):
+        try:
+            key = _unlock(args)
+        except CliError as exc:  # no passphrase available: report the matches without the mark check
+            print(f"isotopes: note: {exc}; not checking for the mark itself", file=sys.stderr)
+    items = []
+    for match in matches:
+        item = {"kind": match.kind, "distance": match.distance, "upload": match.upload.to_json(),
+                "mark_present": None, "correlation": None}
+        if match.kind == "similar" and key is not None:
+            mark = registry.by_id(conn, match.upload.mark_id)
+            found = presence.check(image, registry.pixels(key, mark), mark.family)
+            item.update(mark_present=found.present, correlation=round(found.correlation, 4))
+        items.append(item)
+    verdict = _find_verdict(items)
+    if args.json:
+        print(json.dumps({"file": str(args.file), "verdict": verdict, "matches": items}, indent=1))
+    else:
+        print(f"{args.file}: {verdict}")
+        for item in items:
+            upload = item["upload"]
+            extra = "" if item["mark_present"] is None else \
+                f", mark {'found' if item['mark_present'] else 'not found'} (correlation {item['correlation']})"
+            print(f"  {item['kind']:8} upload #{upload['id']} {upload['time']} {upload['site']} "
+                  f"mark {upload['mark_id']} (pHash distance {item['distance']}{extra})")
+    return 0 if verdict.startswith("marked") else 1
+
+
+def _find_verdict(items: list[dict]) -> str:
+    kinds = {item["kind"] for item in items}
+    if "exact" in kinds:
+        return "marked: byte-identical to a photo we marked"
+    if any(item["mark_present"] for item in items):
+        return "marked: a resized or re-encoded copy of a photo we marked, and it carries the mark"
+    if "original" in kinds:
+        return "not marked: this is the original of a photo we marked"
+    if any(item["mark_present"] is None for item in items):
+        return "probably marked: it looks like a photo we marked (unlock the vault to check for the mark)"
+    if items:
+        return "not marked: it looks like a photo we marked, but it does not carry the mark (the original?)"
+    return "not found: no photo we marked looks like this"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
