@@ -120,10 +120,10 @@ def _open(data: bytes) -> Image.Image:
     if photo.width * photo.height > MAX_PIXELS:
         raise BlendFailed(f"refused as a possible decompression bomb: {photo.width}x{photo.height} is "
                           f"{photo.width * photo.height / 1e6:.0f} MP, over the {MAX_PIXELS / 1e6:.0f} MP limit")
-    if photo.format not in MARKED_FORMATS:
-        raise Unmarkable(f"{photo.format} images are not marked (JPEG, PNG and WebP are)")
     if photo.format != "MPO" and getattr(photo, "n_frames", 1) > 1:
         raise Unmarkable(f"animated {photo.format} images are not marked")
+    if photo.format not in MARKED_FORMATS:
+        raise Unmarkable(f"{photo.format} images are not marked (JPEG, PNG and WebP are)")
     return photo
 
 
@@ -161,7 +161,7 @@ def _blend_modes(photo: Image.Image, mark: Image.Image, alpha: float) -> Image.I
     if mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit greyscale PNG: blend at full depth
         values = np.clip(np.asarray(photo), 0, 65535).astype(np.uint16)
         mark16 = np.asarray(mark.convert("L"), np.float64) * 257.0
-        return Image.fromarray(blend_arrays(values, mark16, alpha), "I;16")
+        return Image.fromarray(blend_arrays(values, mark16, alpha))  # uint16 -> mode I;16
     raise Unmarkable(f"images in colour mode {mode} are not marked")
 
 
