@@ -99,9 +99,10 @@ def blend_photo(data: bytes, mark_pixels: Callable[[], np.ndarray], alpha: float
     output_format = MARKED_FORMATS[photo.format]
     ImageOps.exif_transpose(photo, in_place=True)
     blended = _blend_modes(photo, covering.result(), alpha)
+    phash = _pool.submit(perceptual_hash, blended)  # on the other core while this one encodes
     encoded = _encode(blended, output_format, source_info, photo.info.get("exif"), quantization, sampling, data)
     return BlendedPhoto(data=encoded, format=output_format, width=blended.width, height=blended.height,
-                        phash=perceptual_hash(blended))
+                        phash=phash.result())
 
 
 def _open(data: bytes) -> Image.Image:
@@ -153,9 +154,9 @@ def _blend_modes(photo: Image.Image, mark: Image.Image, alpha: float) -> Image.I
         photo = photo.convert("RGBA")
     mode = photo.mode
     if mode in ("RGB", "L", "CMYK"):
-        return Image.blend(photo, mark.convert(mode), alpha)
+        return Image.blend(photo, _as_mode(mark, mode), alpha)
     if mode in ("RGBA", "LA"):
-        colour = Image.blend(photo.convert(mode[:-1]), mark.convert(mode[:-1]), alpha)
+        colour = Image.blend(photo.convert(mode[:-1]), _as_mode(mark, mode[:-1]), alpha)
         colour.putalpha(photo.getchannel("A"))
         return colour
     if mode in ("I;16", "I;16B", "I;16L", "I"):  # 16-bit greyscale PNG: blend at full depth
@@ -163,6 +164,10 @@ def _blend_modes(photo: Image.Image, mark: Image.Image, alpha: float) -> Image.I
         mark16 = np.asarray(mark.convert("L"), np.float64) * 257.0
         return Image.fromarray(blend_arrays(values, mark16, alpha))  # uint16 -> mode I;16
     raise Unmarkable(f"images in colour mode {mode} are not marked")
+
+
+def _as_mode(image: Image.Image, mode: str) -> Image.Image:
+    return image if image.mode == mode else image.convert(mode)  # convert() copies even to the same mode
 
 
 def _encode(image: Image.Image, fmt: str, info: dict, exif: bytes | None, quantization, sampling: int,
