@@ -35,9 +35,19 @@ _pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="isotopes-blend")
 class Unmarkable(Exception):
     """The file is not a photo this agent can mark (the reason says why); pass it through unchanged."""
 
+    code = "unmarkable"
+
+
+class NotAnImage(Unmarkable):
+    """The bytes are in no image format at all."""
+
+    code = "not_an_image"
+
 
 class BlendFailed(Exception):
     """The file looks like a photo but could not be processed; nothing usable was produced."""
+
+    code = "image_damaged"
 
 
 @dataclass(frozen=True)
@@ -107,7 +117,7 @@ def blend_photo(data: bytes, mark_pixels: Callable[[], np.ndarray], alpha: float
 
 def _open(data: bytes) -> Image.Image:
     if not data:
-        raise Unmarkable("empty file")
+        raise NotAnImage("empty file")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
@@ -115,7 +125,7 @@ def _open(data: bytes) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise BlendFailed(f"refused as a possible decompression bomb ({exc})") from None
     except UnidentifiedImageError:
-        raise Unmarkable(_sniff(data)) from None
+        raise _sniff(data) from None
     except (OSError, SyntaxError, ValueError, struct.error) as exc:
         raise BlendFailed(f"the image header is damaged ({exc})") from None
     if photo.width * photo.height > MAX_PIXELS:
@@ -128,13 +138,14 @@ def _open(data: bytes) -> Image.Image:
     return photo
 
 
-def _sniff(data: bytes) -> str:
+def _sniff(data: bytes) -> Unmarkable:
+    """Why Pillow could not identify `data`: a known image kind it cannot decode, or no image at all."""
     head = data[:512].lstrip()
     if data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"msf1", b"heim", b"avif", b"avis"):
-        return "HEIC/HEIF/AVIF images are not marked (no decoder for them is installed)"
+        return Unmarkable("HEIC/HEIF/AVIF images are not marked (no decoder for them is installed)")
     if head.startswith(b"<svg") or (head.startswith(b"<?xml") and b"<svg" in data[:4096]):
-        return "SVG (vector) images are not marked"
-    return "not an image (unrecognised file format)"
+        return Unmarkable("SVG (vector) images are not marked")
+    return NotAnImage("not an image (unrecognised file format)")
 
 
 def _orientation(photo: Image.Image) -> int:

@@ -23,7 +23,7 @@ from .blending import perceptual_hash
 from .marking import Marker
 from .marks import presence, registry
 from .marks.families import BASE_SIZE
-from .settings import get as site_settings
+from .settings import all_sites, get as site_settings, update as update_site
 from .sitename import SiteError, site_of
 
 
@@ -96,6 +96,38 @@ def _parser() -> argparse.ArgumentParser:
     imported.add_argument("file", type=Path, metavar="IMAGE")
     imported.add_argument("--site", required=True)
     imported.add_argument("--json", action="store_true")
+
+    sites = commands.add_parser("sites", help="where marking is on, and how strong").add_subparsers(
+        metavar="ACTION", required=True)
+    sites_list = command(sites, "list", cmd_sites_list, "the configured sites and their settings")
+    sites_list.add_argument("--json", action="store_true")
+    for name, run, text in (("enable", cmd_sites_enable, "mark uploads to this site from now on"),
+                            ("disable", cmd_sites_disable, "stop marking uploads to this site")):
+        command(sites, name, run, text).add_argument("site")
+    site_set = command(sites, "set", cmd_sites_set, "change a site's marking settings")
+    site_set.add_argument("site")
+    site_set.add_argument("--alpha", type=float, metavar="A", help="blend strength, between 0 and 1")
+    site_set.add_argument("--fraction", type=float, metavar="P", help="share of photos to mark, 0 to 1")
+    site_set.add_argument("--rotation", type=_period, metavar="PERIOD", default=argparse.SUPPRESS,
+                          help="start a new mark this often: e.g. 30d, 12h, 90m, or never")
+    site_set.add_argument("--on-failure", choices=["block", "original"],
+                          help="when a photo cannot be marked: block the upload, or let the original through")
+    site_set.add_argument("--json", action="store_true")
+
+    install = command(commands, "install-host", cmd_install_host,
+                      "register the native messaging host with your browsers")
+    install.add_argument("--browser", choices=["chrome", "chromium", "edge", "brave", "firefox", "all"],
+                         action="append", help="which browser (repeatable; default: those found in your home)")
+    install.add_argument("--user-data-dir", type=Path, metavar="DIR",
+                         help="a Chromium-family browser started with --user-data-dir=DIR")
+    install.add_argument("--system", action="store_true", help="for every user of this machine (needs root)")
+    uninstall = command(commands, "uninstall-host", cmd_uninstall_host, "remove what install-host wrote")
+    uninstall.add_argument("--user-data-dir", type=Path, metavar="DIR")
+    uninstall.add_argument("--system", action="store_true")
+
+    host = command(commands, "host", cmd_host, "the native messaging host (browsers start it; not for people)")
+    host.add_argument("caller", nargs=argparse.REMAINDER, help="what the browser passes: the extension origin, "
+                                                                 "or Firefox's manifest path and extension id")
 
     ledger_group = commands.add_parser("ledger", help="the record of every photo processed").add_subparsers(
         metavar="ACTION", required=True)
@@ -226,14 +258,7 @@ def cmd_mark(args) -> int:
 # --- marks -------------------------------------------------------------------------------------------------
 
 def cmd_marks_list(args) -> None:
-    conn = db.connect()
-    counts = dict(conn.execute("SELECT mark_id, COUNT(*) FROM uploads WHERE status = 'marked' GROUP BY mark_id"))
-    items = []
-    marks = registry.issued(conn)
-    latest = {mark.site: mark.epoch for mark in marks}
-    for mark in marks:
-        items.append(mark.to_json() | {"current": latest[mark.site] == mark.epoch,
-                                       "uploads": counts.get(mark.mark_id, 0)})
+    items = registry.summary(db.connect())
     if args.json:
         print(json.dumps(items, indent=1))
         return
@@ -283,6 +308,103 @@ def cmd_marks_import(args) -> None:
         print(json.dumps(mark.to_json()))
     else:
         print(f"{site} now uses your image as its mark: epoch {mark.epoch}, id {mark.mark_id} (stored encrypted).")
+
+
+# --- sites -------------------------------------------------------------------------------------------------
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def _period(text: str) -> int | None:
+    """'30d', '12h', '90m', '3600s' or '2w' in seconds; 'never' / 'off' for no rotation."""
+    text = text.strip().lower()
+    if text in ("never", "off", "none"):
+        return None
+    try:
+        value = float(text[:-1]) * _UNITS[text[-1]] if text[-1] in _UNITS else float(text)
+    except (ValueError, IndexError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a period like 30d, 12h, 90m or never") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("the rotation period must be positive")
+    return int(value)
+
+
+def _print_site(entry, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(entry.to_json()))
+        return
+    rotation = "never" if entry.rotation_seconds is None else f"every {entry.rotation_seconds / 86400:g} days"
+    print(f"{entry.site:28} {'on ' if entry.enabled else 'off'}  a = {entry.alpha:.2f}  marks "
+          f"{entry.fraction:.0%} of photos  new mark {rotation}  on failure: {entry.on_failure}")
+
+
+def cmd_sites_list(args) -> None:
+    entries = all_sites(db.connect())
+    if args.json:
+        print(json.dumps([entry.to_json() for entry in entries], indent=1))
+    elif not entries:
+        print("No sites configured: marking is off everywhere. Enable one with `isotopes sites enable SITE`.")
+    for entry in [] if args.json else entries:
+        _print_site(entry, False)
+
+
+def cmd_sites_enable(args) -> None:
+    _print_site(update_site(db.connect(), site_of(args.site), enabled=True), False)
+
+
+def cmd_sites_disable(args) -> None:
+    _print_site(update_site(db.connect(), site_of(args.site), enabled=False), False)
+
+
+def cmd_sites_set(args) -> None:
+    changes = {name: value for name, value in (("alpha", args.alpha), ("fraction", args.fraction),
+                                               ("on_failure", args.on_failure)) if value is not None}
+    if hasattr(args, "rotation"):  # given: a period, or None for "never"
+        changes["rotation_seconds"] = args.rotation
+    if not changes:
+        raise CliError("nothing to change: give --alpha, --fraction, --rotation or --on-failure")
+    _print_site(update_site(db.connect(), site_of(args.site), **changes), args.json)
+
+
+# --- native messaging host ----------------------------------------------------------------------------------
+
+def cmd_host(args) -> int:
+    from .host.server import run
+    return run(args.caller)
+
+
+def cmd_install_host(args) -> None:
+    from .host import install
+    chosen = args.browser or []
+    if "all" in chosen:
+        browsers = list(install.BROWSERS)
+    elif chosen:
+        browsers = list(dict.fromkeys(chosen))
+    elif args.user_data_dir:
+        browsers = ["chromium"]
+    else:
+        browsers = install.detected_browsers(sys.platform, Path.home(),
+                                             Path(os.environ["XDG_CONFIG_HOME"]) if os.environ.get("XDG_CONFIG_HOME")
+                                             else None)
+        if not browsers:
+            raise CliError("found no browser profile in your home: name one with --browser")
+    try:
+        written = install.install(browsers, system=args.system, user_data_dir=args.user_data_dir)
+    except PermissionError as exc:
+        raise CliError(f"cannot write {exc.filename}: --system needs root") from None
+    print(f"Launcher: {written.launcher}")
+    for manifest in written.manifests:
+        print(f"Manifest: {manifest}")
+    for key, manifest in written.registry.items():
+        print(f"Registry: {key} = {manifest}")
+    for note in install.sandbox_notes(Path.home()):
+        print(f"note: {note}")
+
+
+def cmd_uninstall_host(args) -> None:
+    from .host import install
+    removed = install.uninstall(system=args.system, user_data_dir=args.user_data_dir)
+    print("\n".join(f"Removed {item}" for item in removed) if removed else "Nothing to remove.")
 
 
 # --- ledger ------------------------------------------------------------------------------------------------

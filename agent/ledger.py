@@ -67,6 +67,17 @@ def uploads(conn: sqlite3.Connection, site: str | None = None, limit: int | None
     return [Upload(**dict(row)) for row in conn.execute(query, params)]
 
 
+def stats(conn: sqlite3.Connection) -> dict[str, dict]:
+    """Per site: how many photos were marked, skipped and failed, and when the last one was processed."""
+    result: dict[str, dict] = {}
+    for site, status, count, last in conn.execute(
+            "SELECT site, status, COUNT(*), MAX(time) FROM uploads GROUP BY site, status ORDER BY site"):
+        entry = result.setdefault(site, {status: 0 for status in STATUSES} | {"last": None})
+        entry[status] = count
+        entry["last"] = max(filter(None, (entry["last"], last)))
+    return result
+
+
 @dataclass(frozen=True)
 class Match:
     upload: Upload

@@ -30,6 +30,7 @@ class Outcome:
 
     upload: ledger.Upload
     data: bytes | None
+    problem: str | None = None  # why it was not marked: "not_an_image", "unmarkable" or "image_damaged"
 
     @property
     def status(self) -> str:
@@ -66,9 +67,9 @@ class Marker:
         try:
             photo = blend_photo(data, lambda: self._pixels(mark), strength)
         except Unmarkable as exc:
-            return Outcome(replace(base, reason=str(exc), **_passthrough(data)), data)
+            return Outcome(replace(base, reason=str(exc), **_passthrough(data)), data, exc.code)
         except BlendFailed as exc:
-            return Outcome(replace(base, status="failed", reason=str(exc)), None)
+            return Outcome(replace(base, status="failed", reason=str(exc)), None, exc.code)
         marked = replace(base, status="marked", mark_id=mark.mark_id, epoch=mark.epoch, alpha=strength,
                          sha256_out=hashlib.sha256(photo.data).hexdigest(), phash=photo.phash,
                          width=photo.width, height=photo.height, size_out=len(photo.data), format=photo.format)

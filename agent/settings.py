@@ -6,7 +6,7 @@ import sqlite3
 from dataclasses import asdict, dataclass, replace
 
 from . import db
-from .marks.families import DEFAULT_FAMILY
+from .marks.families import DEFAULT_FAMILY, FAMILIES
 
 DEFAULT_ALPHA = 0.3
 """Blend strength a. The preliminary measurement here (shared notes, detection.md) found a = 0.3 the best of
@@ -32,6 +32,8 @@ class SiteSettings:
             raise ValueError(f"fraction must be between 0 and 1, got {self.fraction}")
         if self.rotation_seconds is not None and self.rotation_seconds <= 0:
             raise ValueError("the rotation period must be positive")
+        if self.family not in FAMILIES:
+            raise ValueError(f"unknown mark family {self.family!r}; known: {', '.join(sorted(FAMILIES))}")
         if self.on_failure not in ON_FAILURE:
             raise ValueError(f"on_failure must be one of {', '.join(ON_FAILURE)}")
 

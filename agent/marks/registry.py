@@ -96,6 +96,15 @@ def issued(conn: sqlite3.Connection, site: str | None = None) -> list[IssuedMark
     return [IssuedMark(**row) for row in rows]
 
 
+def summary(conn: sqlite3.Connection, site: str | None = None) -> list[dict]:
+    """Every mark issued, as JSON objects with whether it is the site's current one and its upload count."""
+    counts = dict(conn.execute("SELECT mark_id, COUNT(*) FROM uploads WHERE status = 'marked' GROUP BY mark_id"))
+    marks = issued(conn, site)
+    latest = {mark.site: mark.epoch for mark in marks}
+    return [mark.to_json() | {"current": latest[mark.site] == mark.epoch, "uploads": counts.get(mark.mark_id, 0)}
+            for mark in marks]
+
+
 def by_id(conn: sqlite3.Connection, mark_id_: str) -> IssuedMark | None:
     row = conn.execute("SELECT mark_id, site, epoch, family, started FROM marks WHERE mark_id = ?",
                        (mark_id_,)).fetchone()

@@ -1,0 +1,211 @@
+"""One handler per protocol action. Each takes the session and the request's params and returns the reply's
+``data``, or raises ``ProtocolError`` with a code from native_host/PROTOCOL.md."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import sqlite3
+import threading
+from typing import Callable
+
+from .. import __version__, db, ledger, settings, vault
+from ..marking import Marker
+from ..marks import registry
+from ..sitename import SiteError, site_of
+from .framing import MAX_REPLY_FRAME_BYTES, MAX_REQUEST_BYTES
+
+PROTOCOL_VERSION = 1
+
+
+class ProtocolError(Exception):
+    def __init__(self, code: str, message: str, **extra):
+        super().__init__(message)
+        self.code = code
+        self.extra = extra
+
+    def to_json(self) -> dict:
+        return {"code": self.code, "message": str(self)} | self.extra
+
+
+class Session:
+    """The host's state: the unlocked vault (if any), a marker, and a database connection for the other actions."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._vault: vault.Vault | None = None
+        self._marker: Marker | None = None
+        self._conn: sqlite3.Connection | None = None
+
+    def db(self) -> sqlite3.Connection:
+        """The session's own connection (the marker has another); callers hold ``self.lock`` while using it."""
+        if self._conn is None:
+            self._conn = db.connect()
+        return self._conn
+
+    @property
+    def lock(self) -> threading.Lock:
+        return self._lock
+
+    def vault_state(self) -> dict:
+        """Whether a vault exists, needs a passphrase, and is open in this host; ``problem`` if it is damaged."""
+        state = {"exists": vault.exists(), "protected": False, "unlocked": self._vault is not None}
+        if state["exists"]:
+            try:
+                state["protected"] = _guard_vault(vault.is_protected)
+            except ProtocolError as exc:
+                state["problem"] = exc.to_json()
+        return state
+
+    def unlock(self, passphrase: str | None) -> None:
+        opened = _guard_vault(lambda: vault.unlock(passphrase))
+        with self._lock:
+            self._vault = opened
+            self._marker = Marker(opened, db.connect())
+
+    def marker(self) -> Marker:
+        """The marker, opening a vault without passphrase on first use; raises no_vault or locked."""
+        if self._marker is None:
+            if not vault.exists():
+                raise ProtocolError("no_vault", "there is no vault yet: run `isotopes init`")
+            if _guard_vault(vault.is_protected):
+                raise ProtocolError("locked", "the vault is locked: unlock it with its passphrase first")
+            self.unlock(None)
+        return self._marker
+
+
+def _guard_vault(operation: Callable):
+    try:
+        return operation()
+    except vault.WrongPassphrase as exc:
+        raise ProtocolError("wrong_passphrase", str(exc)) from None
+    except vault.VaultMissing as exc:
+        raise ProtocolError("no_vault", str(exc)) from None
+    except vault.VaultError as exc:
+        raise ProtocolError("vault_damaged", str(exc)) from None
+
+
+# --- parameter checking ------------------------------------------------------------------------------------
+
+def _param(params: dict, name: str, kind: type | tuple, required: bool = True, default=None):
+    if name not in params or params[name] is None:
+        if required:
+            raise ProtocolError("bad_request", f"missing parameter {name!r}")
+        return default
+    value = params[name]
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise ProtocolError("bad_request", f"parameter {name!r} must be {names}, not {type(value).__name__}")
+    return value
+
+
+def _site(params: dict, required: bool = True) -> str | None:
+    text = _param(params, "site", str, required=False) or _param(params, "url", str, required=False)
+    if text is None:
+        if required:
+            raise ProtocolError("bad_request", "missing parameter 'site' (or 'url')")
+        return None
+    try:
+        return site_of(text)
+    except SiteError as exc:
+        raise ProtocolError("bad_request", f"bad site: {exc}") from None
+
+
+# --- actions -----------------------------------------------------------------------------------------------
+
+def hello(session: Session, params: dict) -> dict:
+    return {"protocol": PROTOCOL_VERSION, "agent_version": __version__, "actions": sorted(ACTIONS),
+            "capabilities": ["mark", "chunked-replies", "sites", "ledger"], "vault": session.vault_state(),
+            "limits": {"max_request_bytes": MAX_REQUEST_BYTES, "max_frame_bytes": MAX_REPLY_FRAME_BYTES}}
+
+
+def unlock(session: Session, params: dict) -> dict:
+    session.unlock(_param(params, "passphrase", str))
+    return {"vault": session.vault_state()}
+
+
+def mark(session: Session, params: dict) -> dict:
+    encoded = _param(params, "image", str)
+    site = _site(params)
+    name = _param(params, "name", str, required=False)
+    origin = _param(params, "origin", str, required=False)
+    try:
+        data = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("bad_request", "parameter 'image' is not valid base64") from None
+    marker = session.marker()
+    with session.lock:
+        site_settings = settings.get(session.db(), site)
+    if not site_settings.enabled:
+        raise ProtocolError("site_not_enabled", f"marking is not enabled for {site}")
+    outcome = marker.prepare(data, site, origin=origin, name=name)
+    upload = marker.record(outcome)
+    if outcome.problem is not None:
+        raise ProtocolError(outcome.problem, upload.reason, ledger_id=upload.id, reason=upload.reason)
+    reply = {key: getattr(upload, key) for key in ("status", "site", "mark_id", "epoch", "alpha", "sha256_in",
+                                                   "sha256_out", "format", "width", "height", "reason")}
+    reply["ledger_id"] = upload.id
+    if upload.status == "marked":
+        reply["image"] = base64.b64encode(outcome.data).decode("ascii")
+    return reply
+
+
+_SETTABLE = {"enabled": bool, "alpha": (int, float), "fraction": (int, float), "rotation_seconds": int,
+             "on_failure": str, "family": str}
+
+
+def sites_get(session: Session, params: dict) -> dict:
+    site = _site(params, required=False)
+    with session.lock:
+        if site is not None:
+            return settings.get(session.db(), site).to_json()
+        return {"sites": [entry.to_json() for entry in settings.all_sites(session.db())]}
+
+
+def sites_set(session: Session, params: dict) -> dict:
+    site = _site(params)
+    changes = {}
+    for name, kind in _SETTABLE.items():
+        if name in params:
+            nullable = name == "rotation_seconds"
+            changes[name] = _param(params, name, kind, required=not nullable)
+    try:
+        with session.lock:
+            return settings.update(session.db(), site, **changes).to_json()
+    except ValueError as exc:
+        raise ProtocolError("bad_request", str(exc)) from None
+
+
+def marks_list(session: Session, params: dict) -> dict:
+    site = _site(params, required=False)
+    with session.lock:
+        return {"marks": registry.summary(session.db(), site)}
+
+
+def marks_rotate(session: Session, params: dict) -> dict:
+    site = _site(params)
+    marker = session.marker()
+    with session.lock:
+        family = settings.get(session.db(), site).family
+        return registry.rotate(session.db(), marker.vault, site, family).to_json()
+
+
+def ledger_query(session: Session, params: dict) -> dict:
+    site = _site(params, required=False)
+    limit = _param(params, "limit", int, required=False, default=100)
+    if not 1 <= limit <= 1000:
+        raise ProtocolError("bad_request", "parameter 'limit' must be between 1 and 1000")
+    with session.lock:
+        return {"uploads": [row.to_json() for row in ledger.uploads(session.db(), site=site, limit=limit)]}
+
+
+def stats(session: Session, params: dict) -> dict:
+    with session.lock:
+        return {"sites": ledger.stats(session.db())}
+
+
+ACTIONS: dict[str, Callable[[Session, dict], dict]] = {
+    "hello": hello, "unlock": unlock, "mark": mark, "sites.get": sites_get, "sites.set": sites_set,
+    "marks.list": marks_list, "marks.rotate": marks_rotate, "ledger.query": ledger_query, "stats": stats,
+}

@@ -1,0 +1,182 @@
+"""The host's message loop: read frames, check them, run each request on a worker thread, reply by id.
+
+Only frames ever reach the real stdout: file descriptor 1 is pointed at stderr at start-up, so a stray print
+from any library lands in the browser's error log instead of corrupting the stream.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import logging.handlers
+import os
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import BinaryIO
+
+from .. import paths
+from . import callers
+from .framing import FrameTooLarge, FrameWriter, StreamClosed, read_frame
+from .handlers import ACTIONS, PROTOCOL_VERSION, ProtocolError, Session
+
+log = logging.getLogger("isotopes.host")
+WORKERS = 4
+EXIT_FORBIDDEN = 3
+
+
+def _setup_logging() -> None:
+    folder = paths.data_dir() / "logs"
+    folder.mkdir(mode=0o700, exist_ok=True)
+    handler = logging.handlers.RotatingFileHandler(folder / "host.log", maxBytes=1 << 20, backupCount=3)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s [%(process)d] %(message)s"))
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+
+
+def _claim_stdio() -> tuple[BinaryIO, BinaryIO]:
+    """Binary stdin/stdout for frames; fd 1 then points at stderr for everything else."""
+    if sys.platform == "win32":
+        import msvcrt
+        msvcrt.setmode(sys.stdin.fileno(), os.O_BINARY)
+        msvcrt.setmode(sys.stdout.fileno(), os.O_BINARY)
+    sys.stdout.flush()
+    frames_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    return sys.stdin.buffer, frames_out
+
+
+class Refused(Exception):
+    """A request that cannot be served, with its id when the frame got far enough to have one."""
+
+    def __init__(self, request_id, error: ProtocolError):
+        super().__init__(str(error))
+        self.request_id = request_id
+        self.error = error
+
+
+def parse_request(payload: bytes) -> tuple[object, str, dict]:
+    """(id, action, params) of a frame; raises Refused."""
+    try:
+        return _parse(payload)
+    except ProtocolError as error:
+        raise Refused(None, error) from None
+
+
+def _parse(payload: bytes) -> tuple[object, str, dict]:
+    try:
+        request = json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise ProtocolError("bad_frame", "the frame is not valid UTF-8") from None
+    except json.JSONDecodeError as exc:
+        raise ProtocolError("bad_frame", f"the frame is not valid JSON ({exc.msg} at {exc.pos})") from None
+    if not isinstance(request, dict):
+        raise ProtocolError("bad_frame", f"the frame is JSON {type(request).__name__}, not an object")
+    request_id = request.get("id")
+    if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
+        raise ProtocolError("bad_request", "'id' must be a string or an integer")
+
+    def failure(code: str, message: str) -> Refused:
+        return Refused(request_id, ProtocolError(code, message))
+
+    if request.get("version") != PROTOCOL_VERSION:
+        raise failure("unsupported_version", f"protocol version {request.get('version')!r} is not supported; "
+                                             f"this agent speaks {PROTOCOL_VERSION}")
+    action = request.get("action")
+    if not isinstance(action, str):
+        raise failure("bad_request", "'action' must be a string")
+    if action not in ACTIONS:
+        raise failure("unknown_action", f"unknown action {action!r}")
+    params = request.get("params", {})
+    if not isinstance(params, dict):
+        raise failure("bad_request", "'params' must be an object")
+    return request_id, action, params
+
+
+class Host:
+    def __init__(self, frames_in: BinaryIO, frames_out: BinaryIO):
+        self.frames_in = frames_in
+        self.writer = FrameWriter(frames_out)
+        self.session = Session()
+        self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="isotopes-request")
+
+    def reply_error(self, request_id, error: ProtocolError) -> None:
+        self._send({"id": request_id, "ok": False, "error": error.to_json()})
+
+    def _send(self, message: dict) -> None:
+        try:
+            self.writer.send(message)
+        except (BrokenPipeError, OSError, ValueError) as exc:
+            log.warning("reply to %r not delivered: %s", message.get("id"), exc)
+
+    def handle(self, request_id, action: str, params: dict) -> None:
+        started = time.perf_counter()
+        try:
+            data = ACTIONS[action](self.session, params)
+            reply = {"id": request_id, "ok": True, "data": data}
+            outcome = "ok"
+        except ProtocolError as error:
+            reply = {"id": request_id, "ok": False, "error": error.to_json()}
+            outcome = error.code
+        except Exception:
+            log.exception("%s %r failed", action, request_id)
+            reply = {"id": request_id, "ok": False,
+                     "error": {"code": "internal_error", "message": f"the agent failed on {action}: this is a bug; "
+                                                                   "details are in the host log"}}
+            outcome = "internal_error"
+        self._send(reply)
+        log.info("%s %r -> %s in %.0f ms", action, request_id, outcome, (time.perf_counter() - started) * 1000)
+
+    def next_request(self) -> tuple[object, str, dict] | None:
+        """Read and check one frame; answers bad frames itself and returns None for them."""
+        try:
+            payload = read_frame(self.frames_in)
+        except FrameTooLarge as exc:
+            log.warning("%s", exc)
+            self.reply_error(None, ProtocolError("too_large", str(exc)))
+            return None
+        try:
+            return parse_request(payload)
+        except Refused as refused:
+            log.warning("refused a frame: %s", refused.error.code)
+            self.reply_error(refused.request_id, refused.error)
+            return None
+
+    def serve(self) -> int:
+        try:
+            while True:
+                request = self.next_request()
+                if request is not None:
+                    self.pool.submit(self.handle, *request)
+        except StreamClosed as closed:
+            if closed.clean:
+                log.info("the extension disconnected")
+            else:
+                log.warning("input stream broken: %s", closed)
+        finally:
+            self.pool.shutdown(wait=True)
+        return 0
+
+    def refuse(self, caller: str | None) -> int:
+        """Answer the first request of a caller that is not the Isotopes extension, then quit."""
+        log.warning("refusing caller %r", caller)
+        error = ProtocolError("forbidden", f"this agent only talks to the Isotopes extension, not {caller!r}")
+        try:
+            request = self.next_request()
+            self.reply_error(request[0] if request else None, error)
+        except StreamClosed:
+            pass
+        return EXIT_FORBIDDEN
+
+
+def run(argv: list[str]) -> int:
+    """`isotopes host`: serve the extension on stdin/stdout until it disconnects."""
+    _setup_logging()
+    frames_in, frames_out = _claim_stdio()
+    caller, allowed = callers.identify(argv)
+    host = Host(frames_in, frames_out)
+    if not allowed:
+        return host.refuse(caller)
+    log.info("started for %s (pid %d)", caller, os.getpid())
+    return host.serve()
