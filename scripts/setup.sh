@@ -1,7 +1,10 @@
 # Sourced by scripts/demo and scripts/test: the system packages and the virtual environment they need.
 # Usage: isotopes_setup [EXTRAS]   (EXTRAS: the pip extras to install, e.g. "test")
 
-APT_PACKAGES=(mate-backgrounds)  # real photographs for the demo, the tests and the benchmarks
+APT_PACKAGES=(
+  mate-backgrounds  # real photographs for the demo, the tests and the benchmarks
+  chromium          # the real browser the end-to-end tests drive (through Playwright, no browser download)
+)
 
 isotopes_setup() {
   local extras="${1:-}" root

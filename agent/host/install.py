@@ -125,8 +125,9 @@ def manifest_json(kind: str, launcher: Path) -> str:
 def launcher_script(os_name: str, python: str, home_override: str | None) -> str:
     if os_name == "windows":
         template = _template("launcher.bat.in")
-        environment = f'set "ISOTOPES_HOME={home_override}"\r\n' if home_override else ""
-        return template.replace("@ENVIRONMENT@", environment).replace("@PYTHON@", f'"{python}"')
+        environment = f'set "ISOTOPES_HOME={home_override}"\n' if home_override else ""
+        script = template.replace("@ENVIRONMENT@", environment).replace("@PYTHON@", f'"{python}"')
+        return script.replace("\n", "\r\n")  # cmd.exe wants CRLF
     template = _template("launcher.sh.in")
     environment = f"ISOTOPES_HOME={shlex.quote(home_override)}; export ISOTOPES_HOME\n" if home_override else ""
     return template.replace("@ENVIRONMENT@", environment).replace("@PYTHON@", shlex.quote(python))

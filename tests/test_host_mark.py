@@ -1,0 +1,100 @@
+"""Marking through a real host process: big photos in chunked replies, many requests at once, live settings."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import sqlite3
+
+import pytest
+from PIL import Image
+
+from agent import paths
+from conftest import encode, real_photo
+from host_client import HostProcess
+
+ELEPHANTS = "/usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg"
+
+
+@pytest.fixture
+def host(initialised):
+    process = HostProcess()
+    assert process.request("sites.set", {"site": "photos.example", "enabled": True})["ok"]
+    yield process
+    process.close()
+
+
+def ledger_sha256_out(ledger_id: int) -> str:
+    conn = sqlite3.connect(paths.database_file())
+    return conn.execute("SELECT sha256_out FROM uploads WHERE id = ?", (ledger_id,)).fetchone()[0]
+
+
+def photo_bytes(megapixels: int) -> bytes:
+    """Real photos of about 1, 5, 12 and 18 MP: as shipped, or the 17.9 MP painting resized."""
+    if megapixels == 1:
+        return real_photo("GreenMeadow").read_bytes()
+    if megapixels == 5:
+        return real_photo("Wood").read_bytes()
+    with open(ELEPHANTS, "rb") as handle:
+        data = handle.read()
+    if megapixels == 18:
+        return data
+    return encode(Image.open(io.BytesIO(data)).resize((4000, 3000)), "JPEG", quality=90)
+
+
+@pytest.mark.parametrize("megapixels", [1, 5, 12, 18])
+def test_chunked_reply_reassembles_to_the_ledgers_bytes(host, megapixels):
+    data = photo_bytes(megapixels)
+    reply = host.request("mark", {"image": base64.b64encode(data).decode(), "url": "https://photos.example/new",
+                                  "name": f"{megapixels}mp.jpg"}, f"mark-{megapixels}")
+    assert reply["ok"], reply
+    marked = base64.b64decode(reply["data"]["image"])
+    assert hashlib.sha256(marked).hexdigest() == reply["data"]["sha256_out"] == ledger_sha256_out(
+        reply["data"]["ledger_id"])
+    assert marked != data and Image.open(io.BytesIO(marked)).size == Image.open(io.BytesIO(data)).size
+
+
+def test_ten_concurrent_marks_are_matched_by_id(host):
+    photos = ["Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
+              "TwoWings"]
+    for name in photos:  # all sent before any reply is read
+        host.send({"id": name, "version": 1, "action": "mark",
+                   "params": {"image": base64.b64encode(real_photo(name).read_bytes()).decode(),
+                              "site": "photos.example", "name": name}})
+    replies = {}
+    for _ in photos:
+        reply = host.receive()
+        replies[reply["id"]] = reply
+    assert set(replies) == set(photos)
+    for name, reply in replies.items():
+        assert reply["ok"], reply
+        source = real_photo(name).read_bytes()
+        assert reply["data"]["sha256_in"] == hashlib.sha256(source).hexdigest()  # the reply is this photo's
+        assert hashlib.sha256(base64.b64decode(reply["data"]["image"])).hexdigest() == reply["data"]["sha256_out"]
+    assert len(host.request("ledger.query")["data"]["uploads"]) == len(photos)
+
+
+def test_hello_is_answered_while_a_big_mark_is_running(host):
+    host.send({"id": "big", "version": 1, "action": "mark",
+               "params": {"image": base64.b64encode(photo_bytes(18)).decode(), "site": "photos.example"}})
+    host.send({"id": "quick", "version": 1, "action": "hello"})
+    assert [host.receive()["id"], host.receive()["id"]] == ["quick", "big"]
+
+
+def test_site_settings_change_the_next_mark(host):
+    image = base64.b64encode(real_photo("Aqua").read_bytes()).decode()
+    first = host.request("mark", {"image": image, "site": "photos.example"})["data"]
+    changed = host.request("sites.set", {"url": "https://m.photos.example/", "alpha": 0.15})["data"]
+    assert changed["alpha"] == 0.15 and changed["enabled"] is True
+    second = host.request("mark", {"image": image, "site": "photos.example"})["data"]
+    assert (first["alpha"], second["alpha"]) == (0.3, 0.15) and first["sha256_out"] != second["sha256_out"]
+    rotated = host.request("marks.rotate", {"site": "photos.example"})["data"]
+    third = host.request("mark", {"image": image, "site": "photos.example"})["data"]
+    assert third["mark_id"] == rotated["mark_id"] != second["mark_id"]
+    marks = host.request("marks.list")["data"]["marks"]
+    assert [(m["epoch"], m["uploads"], m["current"]) for m in marks] == [(0, 2, False), (1, 1, True)]
+    assert host.request("stats")["data"]["sites"]["photos.example"]["marked"] == 3
+    host.request("sites.set", {"site": "photos.example", "fraction": 0.0})
+    skipped = host.request("mark", {"image": image, "site": "photos.example"})["data"]
+    assert skipped["status"] == "skipped" and "image" not in skipped and "not selected" in skipped["reason"]
