@@ -1,16 +1,13 @@
 # Sourced by scripts/demo and scripts/test: the system packages and the virtual environment they need.
-# Usage: isotopes_setup [EXTRAS]   (EXTRAS: the pip extras to install, e.g. "test")
-
-APT_PACKAGES=(
-  mate-backgrounds  # real photographs for the demo, the tests and the benchmarks
-  chromium          # the real browser the end-to-end tests drive (through Playwright, no browser download)
-)
+# Usage: isotopes_setup EXTRAS [DEBIAN_PACKAGE...]
+#   EXTRAS: the pip extras to install ("" or "test"); the Debian packages are installed with apt-get when root.
 
 isotopes_setup() {
-  local extras="${1:-}" root
+  local extras="$1" root
+  shift
   root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
   local missing=()
-  for package in "${APT_PACKAGES[@]}"; do
+  for package in "$@"; do
     dpkg -s "$package" >/dev/null 2>&1 || missing+=("$package")
   done
   python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv python3-pip)

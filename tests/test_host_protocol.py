@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import struct
+import subprocess
+import sys
 import threading
 
 import pytest
@@ -172,3 +174,11 @@ def test_stdout_carries_only_frames_and_stderr_no_traceback(host):
         assert host.receive()["ok"] is False  # each reply parses as a frame
     assert host.close() == 0
     assert host.stdout_rest == b"" and "Traceback" not in host.stderr_text
+
+
+def test_the_host_start_up_path_imports_no_model_runtime():
+    """The browser starts the host on demand: torch and onnxruntime must load only when verification asks."""
+    code = ("import sys; import agent.cli, agent.host.server; "
+            "print(sorted({'torch', 'onnxruntime', 'scipy'} & set(sys.modules)))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
