@@ -75,6 +75,15 @@ class Marker:
                          width=photo.width, height=photo.height, size_out=len(photo.data), format=photo.format)
         return Outcome(marked, photo.data)
 
+    def preview(self, data: bytes, site: str, alpha: float) -> bytes:
+        """`data` blended with the site's current mark at `alpha`, for the user to look at: no ledger row.
+        Raises Unmarkable or BlendFailed like marking does."""
+        with self._lock:
+            site_settings = settings.get(self.conn, site)
+            mark = registry.current(self.conn, self.vault, site, site_settings.family,
+                                    site_settings.rotation_seconds)
+        return blend_photo(data, lambda: self._pixels(mark), alpha).data
+
     def record(self, outcome: Outcome) -> ledger.Upload:
         with self._lock:
             return ledger.record(self.conn, outcome.upload)

@@ -6,7 +6,9 @@ import base64
 import hashlib
 import io
 import sqlite3
+from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -98,3 +100,19 @@ def test_site_settings_change_the_next_mark(host):
     host.request("sites.set", {"site": "photos.example", "fraction": 0.0})
     skipped = host.request("mark", {"image": image, "site": "photos.example"})["data"]
     assert skipped["status"] == "skipped" and "image" not in skipped and "not selected" in skipped["reason"]
+
+
+def test_preview_blends_at_the_chosen_strength_and_records_nothing(host):
+    sample = (Path(__file__).resolve().parents[1] / "extension" / "assets" / "sample.jpg").read_bytes()
+    faint, strong = (base64.b64decode(host.request("marks.preview", {"image": base64.b64encode(sample).decode(),
+                                                                     "site": "photos.example", "alpha": alpha},
+                                                   f"p{alpha}")["data"]["image"]) for alpha in (0.1, 0.5))
+    original = np.asarray(Image.open(io.BytesIO(sample)).convert("L"), np.float32)
+
+    def distance(data: bytes) -> float:
+        return float(np.abs(np.asarray(Image.open(io.BytesIO(data)).convert("L"), np.float32) - original).mean())
+
+    assert 0 < distance(faint) < distance(strong)
+    assert host.request("ledger.query")["data"]["uploads"] == []
+    assert host.request("marks.preview", {"image": "AAAA", "site": "photos.example", "alpha": 2})["error"][
+        "code"] == "bad_request"

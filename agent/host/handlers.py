@@ -10,12 +10,14 @@ import threading
 from typing import Callable
 
 from .. import __version__, db, ledger, settings, vault
+from ..blending import BlendFailed, Unmarkable
 from ..marking import Marker
 from ..marks import registry
 from ..sitename import SiteError, site_of
 from .framing import MAX_REPLY_FRAME_BYTES, MAX_REQUEST_BYTES
 
 PROTOCOL_VERSION = 1
+PREVIEW_MAX_BYTES = 2 * 1024 * 1024
 
 
 class ProtocolError(Exception):
@@ -112,6 +114,13 @@ def _site(params: dict, required: bool = True) -> str | None:
         raise ProtocolError("bad_request", f"bad site: {exc}") from None
 
 
+def _image(encoded: str) -> bytes:
+    try:
+        return base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ProtocolError("bad_request", "parameter 'image' is not valid base64") from None
+
+
 # --- actions -----------------------------------------------------------------------------------------------
 
 def hello(session: Session, params: dict) -> dict:
@@ -130,10 +139,7 @@ def mark(session: Session, params: dict) -> dict:
     site = _site(params)
     name = _param(params, "name", str, required=False)
     origin = _param(params, "origin", str, required=False)
-    try:
-        data = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise ProtocolError("bad_request", "parameter 'image' is not valid base64") from None
+    data = _image(encoded)
     marker = session.marker()
     with session.lock:
         site_settings = settings.get(session.db(), site)
@@ -149,6 +155,23 @@ def mark(session: Session, params: dict) -> dict:
     if upload.status == "marked":
         reply["image"] = base64.b64encode(outcome.data).decode("ascii")
     return reply
+
+
+def marks_preview(session: Session, params: dict) -> dict:
+    """The image marked with the site's current mark at a chosen strength, nothing recorded: for the user
+    to see what a strength looks like before choosing it."""
+    data = _image(_param(params, "image", str))
+    site = _site(params)
+    alpha = _param(params, "alpha", (int, float))
+    if not 0 < alpha < 1:
+        raise ProtocolError("bad_request", "parameter 'alpha' must be between 0 and 1 (exclusive)")
+    if len(data) > PREVIEW_MAX_BYTES:
+        raise ProtocolError("bad_request", f"a preview image must be under {PREVIEW_MAX_BYTES // 1024} KiB")
+    try:
+        marked = session.marker().preview(data, site, float(alpha))
+    except (Unmarkable, BlendFailed) as exc:
+        raise ProtocolError(exc.code, str(exc)) from None
+    return {"image": base64.b64encode(marked).decode("ascii"), "alpha": alpha, "site": site}
 
 
 _SETTABLE = {"enabled": bool, "alpha": (int, float), "fraction": (int, float), "rotation_seconds": int,
@@ -207,5 +230,6 @@ def stats(session: Session, params: dict) -> dict:
 
 ACTIONS: dict[str, Callable[[Session, dict], dict]] = {
     "hello": hello, "unlock": unlock, "mark": mark, "sites.get": sites_get, "sites.set": sites_set,
-    "marks.list": marks_list, "marks.rotate": marks_rotate, "ledger.query": ledger_query, "stats": stats,
+    "marks.list": marks_list, "marks.rotate": marks_rotate, "marks.preview": marks_preview,
+    "ledger.query": ledger_query, "stats": stats,
 }
