@@ -1,0 +1,111 @@
+// The extension's background: the one connection to the local agent, the cache of site settings, and the
+// badge and notifications that tell the user what happened to their uploads.
+"use strict";
+
+if (typeof importScripts === "function") {
+  importScripts("lib/chunks.js", "lib/sites.js", "lib/agent.js");
+}
+
+const {AgentClient, AgentError, enabledSiteForHost} = globalThis.Isotopes;
+const HOST_NAME = "org.isotopes.agent";
+const EXTENSION_ORIGIN = chrome.runtime.getURL("");
+
+const agent = new AgentClient(() => chrome.runtime.connectNative(HOST_NAME),
+                              () => chrome.runtime.lastError && chrome.runtime.lastError.message);
+
+// Site settings live in the agent. A copy is kept in storage so the fail-safe still knows each site's
+// choice when the agent is missing; it is refreshed at start-up and after every change.
+let sitesSynced = null;
+
+async function refreshSites() {
+  const {sites} = await agent.request("sites.get");
+  await chrome.storage.local.set({sites, sitesSyncedAt: Date.now()});
+  return sites;
+}
+
+async function knownSites() {
+  if (!sitesSynced) sitesSynced = refreshSites().catch(() => null);
+  const fresh = await sitesSynced;
+  if (fresh) return fresh;
+  sitesSynced = null; // the agent was unreachable: try again next time, use the cached copy now
+  return (await chrome.storage.local.get("sites")).sites || [];
+}
+
+function hostOf(url) {
+  try {
+    return new URL(url).hostname;
+  } catch (error) {
+    return "";
+  }
+}
+
+// --- badge and notifications ---------------------------------------------------------------------------------
+
+const markedPerTab = new Map();
+
+async function showMarked(tabId) {
+  const count = (markedPerTab.get(tabId) || 0) + 1;
+  markedPerTab.set(tabId, count);
+  await chrome.action.setBadgeBackgroundColor({tabId, color: "#1d6b3a"});
+  await chrome.action.setBadgeText({tabId, text: String(count)});
+}
+
+async function showFailSafe(tabId, choice, name, reason) {
+  await chrome.action.setBadgeBackgroundColor({tabId, color: "#b3261e"});
+  await chrome.action.setBadgeText({tabId, text: "!"});
+  const title = choice === "original" ? "Uploaded without your mark" : "Upload blocked";
+  const message = choice === "original"
+    ? `${name} was uploaded unmarked: ${reason}`
+    : `${name} was not uploaded because it could not be marked: ${reason}`;
+  await chrome.notifications.create({type: "basic", iconUrl: "icons/icon-128.png", title, message});
+}
+
+chrome.tabs.onRemoved.addListener((tabId) => markedPerTab.delete(tabId));
+
+// --- messages ------------------------------------------------------------------------------------------------
+
+function fromExtensionPage(sender) {
+  return typeof sender.url === "string" && sender.url.startsWith(EXTENSION_ORIGIN);
+}
+
+const handlers = {
+  // Content scripts: is marking on for the page's site (the top-level page of the tab)?
+  async "site-status"(message, sender) {
+    const host = hostOf(sender.tab ? sender.tab.url : message.url);
+    return {host, site: enabledSiteForHost(host, await knownSites())};
+  },
+
+  // Content scripts: mark one photo for the tab's site.
+  async mark(message, sender) {
+    const url = sender.tab ? sender.tab.url : message.url;
+    const data = await agent.request("mark", {image: message.image, url, name: message.name, type: message.type,
+                                              origin: sender.origin});
+    if (data.status === "marked" && sender.tab) await showMarked(sender.tab.id);
+    return data;
+  },
+
+  // Content scripts: the fail-safe was applied to a file.
+  async "fail-safe"(message, sender) {
+    if (sender.tab) await showFailSafe(sender.tab.id, message.choice, message.name, message.reason);
+    return {};
+  },
+
+  // Extension pages only (popup, options): any agent action.
+  async agent(message, sender) {
+    if (!fromExtensionPage(sender)) throw new AgentError("forbidden", "only the extension's own pages may do that");
+    const data = await agent.request(message.action, message.params);
+    if (message.action === "sites.set" || message.action === "unlock") await refreshSites();
+    return data;
+  },
+};
+
+chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
+  const handler = message && Object.prototype.hasOwnProperty.call(handlers, message.type) && handlers[message.type];
+  if (!handler) return false;
+  handler(message, sender).then(
+    (data) => sendResponse({ok: true, data}),
+    (error) => sendResponse({ok: false, error: {code: error.code || "internal_error", message: error.message}}));
+  return true; // the answer comes asynchronously
+});
+
+knownSites();

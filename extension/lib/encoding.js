@@ -1,0 +1,28 @@
+// Bytes <-> base64 for photos on their way to and from the agent (JSON carries only text).
+(function (exports) {
+  "use strict";
+
+  const CHUNK = 0x8000;
+
+  function bytesToBase64(bytes) {
+    let binary = "";
+    for (let offset = 0; offset < bytes.length; offset += CHUNK) {
+      binary += String.fromCharCode.apply(null, bytes.subarray(offset, offset + CHUNK));
+    }
+    return btoa(binary);
+  }
+
+  function base64ToBytes(text) {
+    const binary = atob(text);
+    const bytes = new Uint8Array(binary.length);
+    for (let index = 0; index < binary.length; index += 1) bytes[index] = binary.charCodeAt(index);
+    return bytes;
+  }
+
+  async function sha256Hex(bytes) {
+    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+    return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
+  }
+
+  Object.assign(exports, {bytesToBase64, base64ToBytes, sha256Hex});
+})(typeof module === "object" ? module.exports : (globalThis.Isotopes = globalThis.Isotopes || {}));
