@@ -20,7 +20,7 @@ from typing import Callable
 
 import imagehash
 import numpy as np
-from PIL import Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
+from PIL import ExifTags, Image, ImageOps, JpegImagePlugin, UnidentifiedImageError
 
 MAX_PIXELS = 100_000_000
 """Larger images are refused as possible decompression bombs (a 100 MP RGB image decodes to 300 MB)."""
@@ -57,6 +57,7 @@ class BlendedPhoto:
     width: int
     height: int
     phash: str
+    note: str | None = None  # what marking changed besides the pixels, for the ledger
 
 
 def blend_arrays(photo: np.ndarray, mark: np.ndarray, alpha: float) -> np.ndarray:
@@ -85,6 +86,8 @@ def cover(mark: Image.Image, width: int, height: int) -> Image.Image:
 def perceptual_hash(image: Image.Image) -> str:
     """pHash of an upright image, computed on a reduced copy (fast on 18 MP, same result as on the full image
     up to resampling noise, which pHash is built to ignore)."""
+    if image.mode.startswith("I"):  # 16-bit greyscale: keep the top 8 bits (convert() would clip to white)
+        image = Image.fromarray((np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8))
     factor = max(1, min(image.size) // 256)
     small = image.reduce(factor) if factor > 1 else image
     return str(imagehash.phash(small.convert("RGB")))
@@ -110,9 +113,11 @@ def blend_photo(data: bytes, mark_pixels: Callable[[], np.ndarray], alpha: float
     ImageOps.exif_transpose(photo, in_place=True)
     blended = _blend_modes(photo, covering.result(), alpha)
     phash = _pool.submit(perceptual_hash, blended)  # on the other core while this one encodes
-    encoded = _encode(blended, output_format, source_info, photo.info.get("exif"), quantization, sampling, data)
+    encoded = _encode(blended, output_format, source_info, _exif_without_thumbnail(photo), quantization, sampling,
+                      data)
+    note = "16-bit colour was reduced to 8-bit" if _is_16bit_colour_png(data) else None
     return BlendedPhoto(data=encoded, format=output_format, width=blended.width, height=blended.height,
-                        phash=phash.result())
+                        phash=phash.result(), note=note)
 
 
 def _open(data: bytes) -> Image.Image:
@@ -157,7 +162,7 @@ def _orientation(photo: Image.Image) -> int:
 
 def _blend_modes(photo: Image.Image, mark: Image.Image, alpha: float) -> Image.Image:
     mode = photo.mode
-    if mode == "P":
+    if mode == "P" or (mode in ("RGB", "L") and "transparency" in photo.info):  # palette, or a colour key
         photo = photo.convert("RGBA" if "transparency" in photo.info else "RGB")
     elif mode == "1":
         photo = photo.convert("L")
@@ -175,6 +180,24 @@ def _blend_modes(photo: Image.Image, mark: Image.Image, alpha: float) -> Image.I
         mark16 = np.asarray(mark.convert("L"), np.float64) * 257.0
         return Image.fromarray(blend_arrays(values, mark16, alpha))  # uint16 -> mode I;16
     raise Unmarkable(f"images in colour mode {mode} are not marked")
+
+
+def _exif_without_thumbnail(photo: Image.Image) -> bytes | None:
+    """The photo's EXIF re-serialised without IFD1, whose thumbnail is an unmarked copy of the photo."""
+    if "exif" not in photo.info:
+        return None
+    try:
+        exif = photo.getexif()
+        for ifd in (ExifTags.IFD.Exif, ExifTags.IFD.GPSInfo):
+            exif.get_ifd(ifd)  # loaded sub-IFDs are written back by tobytes()
+        return exif.tobytes()
+    except Exception:  # an unreadable EXIF block is dropped rather than copied blind (it may hold a thumbnail)
+        return None
+
+
+def _is_16bit_colour_png(data: bytes) -> bool:
+    """A PNG of 16-bit RGB(A) samples: Pillow decodes it to 8 bits per channel."""
+    return data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR" and data[24] == 16 and data[25] in (2, 6)
 
 
 def _as_mode(image: Image.Image, mode: str) -> Image.Image:

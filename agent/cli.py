@@ -23,7 +23,7 @@ from .blending import perceptual_hash
 from .marking import Marker
 from .marks import presence, registry
 from .marks.families import BASE_SIZE
-from .settings import all_sites, get as site_settings, update as update_site
+from .settings import all_sites, check_alpha, get as site_settings, update as update_site
 from .sitename import SiteError, site_of
 
 
@@ -106,7 +106,7 @@ def _parser() -> argparse.ArgumentParser:
         command(sites, name, run, text).add_argument("site")
     site_set = command(sites, "set", cmd_sites_set, "change a site's marking settings")
     site_set.add_argument("site")
-    site_set.add_argument("--alpha", type=float, metavar="A", help="blend strength, between 0 and 1")
+    site_set.add_argument("--alpha", type=float, metavar="A", help="blend strength, from 0.01 to 0.99")
     site_set.add_argument("--fraction", type=float, metavar="P", help="share of photos to mark, 0 to 1")
     site_set.add_argument("--rotation", type=_period, metavar="PERIOD", default=argparse.SUPPRESS,
                           help="start a new mark this often: e.g. 30d, 12h, 90m, or never")
@@ -186,7 +186,7 @@ def cmd_init(args) -> None:
     if not created.protected:
         print("warning: this vault has no passphrase: anyone who can read that file can derive your marks.",
               file=sys.stderr)
-    print("Keep a backup of it: without it you cannot check models for your marks.")
+    print(f"Keep a backup of {paths.vault_dir()}: without it you cannot check models for your marks.")
 
 
 # --- marking -----------------------------------------------------------------------------------------------
@@ -209,8 +209,11 @@ def _write_atomically(target: Path, data: bytes) -> Path:
 
 def cmd_mark(args) -> int:
     site = site_of(args.site)
-    if args.alpha is not None and not 0 < args.alpha < 1:
-        raise CliError(f"--alpha must be between 0 and 1 (exclusive), got {args.alpha}")
+    if args.alpha is not None:
+        try:
+            check_alpha(args.alpha)
+        except ValueError as exc:
+            raise CliError(f"--alpha: {exc}") from None
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
     marker = Marker(_unlock(args), db.connect())
@@ -224,10 +227,12 @@ def cmd_mark(args) -> int:
             failures += 1
             results.append(report | {"status": "failed", "reason": f"cannot read: {exc.strerror}"})
             continue
+        if target.resolve() == source.resolve():
+            failures += 1
+            results.append(report | {"status": "failed", "reason": f"the output would replace the input {source}"})
+            continue
         outcome = marker.prepare(data, site, name=source.name, alpha=args.alpha)
         if outcome.data is not None:
-            if target.resolve() == source.resolve():
-                raise CliError(f"refusing to overwrite the input {source}")
             if target.exists() and not args.force and target.read_bytes() != outcome.data:
                 failures += 1
                 results.append(report | {"status": "failed", "reason": f"{target} exists (use --force to replace)"})

@@ -62,27 +62,17 @@ class Marker:
             mark = registry.current(self.conn, self.vault, site, site_settings.family,
                                     site_settings.rotation_seconds)
         strength = site_settings.alpha if alpha is None else alpha
-        if not 0 < strength < 1:
-            raise ValueError(f"strength alpha must be between 0 and 1 (exclusive), got {strength}")
+        settings.check_alpha(strength)
         try:
             photo = blend_photo(data, lambda: self._pixels(mark), strength)
         except Unmarkable as exc:
             return Outcome(replace(base, reason=str(exc), **_passthrough(data)), data, exc.code)
         except BlendFailed as exc:
             return Outcome(replace(base, status="failed", reason=str(exc)), None, exc.code)
-        marked = replace(base, status="marked", mark_id=mark.mark_id, epoch=mark.epoch, alpha=strength,
-                         sha256_out=hashlib.sha256(photo.data).hexdigest(), phash=photo.phash,
+        marked = replace(base, status="marked", reason=photo.note, mark_id=mark.mark_id, epoch=mark.epoch,
+                         alpha=strength, sha256_out=hashlib.sha256(photo.data).hexdigest(), phash=photo.phash,
                          width=photo.width, height=photo.height, size_out=len(photo.data), format=photo.format)
         return Outcome(marked, photo.data)
-
-    def preview(self, data: bytes, site: str, alpha: float) -> bytes:
-        """`data` blended with the site's current mark at `alpha`, for the user to look at: no ledger row.
-        Raises Unmarkable or BlendFailed like marking does."""
-        with self._lock:
-            site_settings = settings.get(self.conn, site)
-            mark = registry.current(self.conn, self.vault, site, site_settings.family,
-                                    site_settings.rotation_seconds)
-        return blend_photo(data, lambda: self._pixels(mark), alpha).data
 
     def record(self, outcome: Outcome) -> ledger.Upload:
         with self._lock:

@@ -13,6 +13,14 @@ DEFAULT_ALPHA = 0.3
 0.2-0.4 for procedural marks on Fashion-MNIST; the reproduction harness refines it (docs/results/)."""
 
 ON_FAILURE = ("block", "original")
+ALPHA_RANGE = (0.01, 0.99)
+"""Below 0.01 a mark rounds away to nothing in 8-bit pixels; at 1 the photo would be replaced by the mark."""
+MAX_ROTATION_SECONDS = 100 * 365 * 86400
+
+
+def check_alpha(alpha: float) -> None:
+    if not ALPHA_RANGE[0] <= alpha <= ALPHA_RANGE[1]:
+        raise ValueError(f"strength alpha must be between {ALPHA_RANGE[0]} and {ALPHA_RANGE[1]}, got {alpha}")
 
 
 @dataclass(frozen=True)
@@ -26,12 +34,11 @@ class SiteSettings:
     on_failure: str = "block"
 
     def __post_init__(self):
-        if not 0 < self.alpha < 1:
-            raise ValueError(f"strength alpha must be between 0 and 1 (exclusive), got {self.alpha}")
+        check_alpha(self.alpha)
         if not 0 <= self.fraction <= 1:
             raise ValueError(f"fraction must be between 0 and 1, got {self.fraction}")
-        if self.rotation_seconds is not None and self.rotation_seconds <= 0:
-            raise ValueError("the rotation period must be positive")
+        if self.rotation_seconds is not None and not 0 < self.rotation_seconds <= MAX_ROTATION_SECONDS:
+            raise ValueError("the rotation period must be positive and at most 100 years")
         if self.family not in FAMILIES:
             raise ValueError(f"unknown mark family {self.family!r}; known: {', '.join(sorted(FAMILIES))}")
         if self.on_failure not in ON_FAILURE:
@@ -54,20 +61,26 @@ def get(conn: sqlite3.Connection, site: str) -> SiteSettings:
 
 def put(conn: sqlite3.Connection, settings: SiteSettings) -> None:
     with db.transaction(conn):
-        conn.execute(
-            "INSERT INTO sites (site, enabled, alpha, fraction, rotation_seconds, family, on_failure, updated)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET enabled = excluded.enabled,"
-            " alpha = excluded.alpha, fraction = excluded.fraction, rotation_seconds = excluded.rotation_seconds,"
-            " family = excluded.family, on_failure = excluded.on_failure, updated = excluded.updated",
-            (settings.site, int(settings.enabled), settings.alpha, settings.fraction, settings.rotation_seconds,
-             settings.family, settings.on_failure, db.now()))
+        _write(conn, settings)
 
 
 def update(conn: sqlite3.Connection, site: str, **changes) -> SiteSettings:
-    """Change some settings of a site and return the result."""
-    settings = replace(get(conn, site), **changes)
-    put(conn, settings)
+    """Change some settings of a site and return the result; read and write in one transaction, so two
+    writers changing different settings at once both keep their change."""
+    with db.transaction(conn):
+        settings = replace(get(conn, site), **changes)
+        _write(conn, settings)
     return settings
+
+
+def _write(conn: sqlite3.Connection, settings: SiteSettings) -> None:
+    conn.execute(
+        "INSERT INTO sites (site, enabled, alpha, fraction, rotation_seconds, family, on_failure, updated)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (site) DO UPDATE SET enabled = excluded.enabled,"
+        " alpha = excluded.alpha, fraction = excluded.fraction, rotation_seconds = excluded.rotation_seconds,"
+        " family = excluded.family, on_failure = excluded.on_failure, updated = excluded.updated",
+        (settings.site, int(settings.enabled), settings.alpha, settings.fraction, settings.rotation_seconds,
+         settings.family, settings.on_failure, db.now()))
 
 
 def all_sites(conn: sqlite3.Connection) -> list[SiteSettings]:

@@ -28,7 +28,10 @@ def site_of(text: str) -> str:
     raw = text.strip()
     if not raw:
         raise SiteError("empty site name")
-    host = urlsplit(raw).hostname if "://" in raw else urlsplit("//" + raw).hostname
+    try:
+        host = urlsplit(raw).hostname if "://" in raw else urlsplit("//" + raw).hostname
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise SiteError(f"{text!r} is not a valid URL or host name ({exc})") from None
     if not host:
         raise SiteError(f"no host name in {text!r}")
     host = host.rstrip(".").lower()

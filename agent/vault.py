@@ -168,7 +168,11 @@ def _key(kdf: dict, passphrase: str | None) -> bytes:
     if kdf["name"] == "none":
         return _UNPROTECTED_KEY
     salt = base64.b64decode(kdf["salt"])
-    return Scrypt(salt=salt, length=32, n=kdf["n"], r=kdf["r"], p=kdf["p"]).derive(passphrase.encode())
+    try:
+        secret_bytes = passphrase.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: no passphrase that was ever set can contain one
+        raise WrongPassphrase("the passphrase contains characters that are not valid text") from None
+    return Scrypt(salt=salt, length=32, n=kdf["n"], r=kdf["r"], p=kdf["p"]).derive(secret_bytes)
 
 
 def _aad(header: dict) -> bytes:

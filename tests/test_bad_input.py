@@ -55,6 +55,25 @@ def exif_rotated_jpeg() -> bytes:
     return encode(small_real_photo("Blinds"), "JPEG", quality=90, exif=exif.tobytes())
 
 
+def colour_key_png() -> bytes:
+    """An RGB PNG whose pure-green pixels are transparent (a tRNS colour key, no alpha channel)."""
+    pixels = np.asarray(small_real_photo("Aqua", 200)).copy()
+    pixels[:50, :50] = (0, 255, 0)
+    return encode(Image.fromarray(pixels, "RGB"), "PNG", transparency=(0, 255, 0))
+
+
+def png_16bit_colour() -> bytes:
+    """A 16-bit RGB PNG, written by hand: Pillow reads these but cannot write them."""
+    rgb = np.asarray(small_real_photo("Dune", 64), np.uint16) * 257
+    rows = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rgb)
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+    header = struct.pack(">IIBBBBB", rgb.shape[1], rgb.shape[0], 16, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + \
+        chunk(b"IEND", b"")
+
+
 TRUNCATED = real_photo("Garden").read_bytes()[:60_000]
 
 
@@ -77,6 +96,11 @@ CASES = {
                    lambda im: im.format == "PNG" and im.mode.startswith("I") and np.asarray(im).max() > 255),
     "palette png with transparency": (palette_png_with_transparency, "marked", None,
                                       lambda im: im.mode == "RGBA" and np.asarray(im.getchannel("A")).min() == 0),
+    "png with a colour key": (colour_key_png, "marked", None,
+                              lambda im: im.mode == "RGBA" and (np.asarray(im.getchannel("A"))[:50, :50] == 0).all()
+                              and (np.asarray(im.getchannel("A"))[60:] == 255).all()),
+    "16-bit colour png": (png_16bit_colour, "marked", "16-bit colour was reduced to 8-bit",
+                          lambda im: im.format == "PNG" and im.mode == "RGB"),
     "exif-rotated photo": (exif_rotated_jpeg, "marked", None,
                            lambda im: im.size == (300, 480) and im.getexif().get(0x0112, 1) == 1),
 }
@@ -92,7 +116,7 @@ def test_bad_input_outcome(marker, case):
         image = Image.open(io.BytesIO(output))
         image.load()
         assert check(image)
-        assert upload.reason is None and upload.mark_id
+        assert upload.reason == reason and upload.mark_id  # a marked photo's reason notes what else changed
     elif status == "skipped":
         assert reason in upload.reason
         assert output == data  # passed through byte for byte

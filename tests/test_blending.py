@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -112,3 +113,33 @@ def test_marking_is_deterministic():
     source = encode(small_real_photo("Garden"), "JPEG", quality=90)
     first = blend_photo(source, lambda: MARK, 0.3)
     assert blend_photo(source, lambda: MARK, 0.3) == first
+
+
+def exif_with_thumbnail(thumbnail: bytes) -> bytes:
+    """EXIF (little-endian TIFF) with IFD0 holding Make, and IFD1 holding a JPEG thumbnail."""
+    make = b"TestCam\x00"
+    ifd0_at, ifd1_at = 8, 8 + 2 + 12 + 4
+    make_at = ifd1_at + 2 + 2 * 12 + 4
+    thumb_at = make_at + len(make)
+    ifd0 = struct.pack("<H", 1) + struct.pack("<HHII", 0x010F, 2, len(make), make_at) + struct.pack("<I", ifd1_at)
+    ifd1 = struct.pack("<H", 2) + struct.pack("<HHII", 0x0201, 4, 1, thumb_at) + \
+        struct.pack("<HHII", 0x0202, 4, 1, len(thumbnail)) + struct.pack("<I", 0)
+    return b"Exif\x00\x00II*\x00" + struct.pack("<I", ifd0_at) + ifd0 + ifd1 + make + thumbnail
+
+
+def test_the_unmarked_exif_thumbnail_is_dropped_and_the_rest_kept():
+    photo = small_real_photo("Garden", 640)
+    thumbnail = encode(photo.resize((160, 100)), "JPEG", quality=80)
+    source = encode(photo, "JPEG", quality=90, exif=exif_with_thumbnail(thumbnail))
+    assert thumbnail in source and decode(source).getexif().get(0x010F) == "TestCam"
+    marked = blend_photo(source, lambda: MARK, 0.3).data
+    assert thumbnail not in marked  # an unmarked copy of the photo must not ride along
+    assert decode(marked).getexif().get(0x010F) == "TestCam"
+
+
+def test_16bit_greyscale_output_has_a_meaningful_perceptual_hash():
+    from agent.blending import perceptual_hash
+    grey = np.asarray(small_real_photo("Dune").convert("L"), np.uint16) * 257
+    marked = decode(blend_photo(encode(Image.fromarray(grey), "PNG"), lambda: MARK, 0.3).data)
+    eight_bit = Image.fromarray((np.asarray(marked).astype(np.uint32) >> 8).astype(np.uint8))
+    assert perceptual_hash(marked) == perceptual_hash(eight_bit) != perceptual_hash(Image.new("L", (64, 64)))

@@ -67,3 +67,13 @@ def test_bad_arguments(initialised, tmp_path):
     assert bad_alpha.returncode == 1 and "--alpha" in bad_alpha.stderr
     assert run_cli("mark", check=False).returncode == 2
     assert run_cli(check=False).returncode == 2
+
+
+def test_an_output_that_would_replace_its_input_fails_alone(initialised, tmp_path):
+    own = tmp_path / "Aqua.jpg"
+    own.write_bytes(real_photo("Aqua").read_bytes())
+    result = run_cli("mark", str(real_photo("Dune")), str(own), "--site", "a.com", "--out", str(tmp_path), "--json",
+                     check=False)
+    items = json.loads(result.stdout)  # the batch still reports every file
+    assert result.returncode == 1 and [item["status"] for item in items] == ["marked", "failed"]
+    assert "replace the input" in items[1]["reason"] and own.read_bytes() == real_photo("Aqua").read_bytes()

@@ -6,6 +6,7 @@ import base64
 import hashlib
 import io
 import sqlite3
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +61,19 @@ def test_chunked_reply_reassembles_to_the_ledgers_bytes(host, megapixels):
 def test_ten_concurrent_marks_are_matched_by_id(host):
     photos = ["Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
               "TwoWings"]
-    for name in photos:  # all sent before any reply is read
-        host.send({"id": name, "version": 1, "action": "mark",
-                   "params": {"image": base64.b64encode(real_photo(name).read_bytes()).decode(),
-                              "site": "photos.example", "name": name}})
+    def send_all():  # all sent at once, while replies are read, as the browser does
+        for name in photos:
+            host.send({"id": name, "version": 1, "action": "mark",
+                       "params": {"image": base64.b64encode(real_photo(name).read_bytes()).decode(),
+                                  "site": "photos.example", "name": name}})
+
+    sender = threading.Thread(target=send_all)
+    sender.start()
     replies = {}
     for _ in photos:
         reply = host.receive()
         replies[reply["id"]] = reply
+    sender.join()
     assert set(replies) == set(photos)
     for name, reply in replies.items():
         assert reply["ok"], reply
@@ -77,11 +83,15 @@ def test_ten_concurrent_marks_are_matched_by_id(host):
     assert len(host.request("ledger.query")["data"]["uploads"]) == len(photos)
 
 
-def test_hello_is_answered_while_a_big_mark_is_running(host):
-    host.send({"id": "big", "version": 1, "action": "mark",
-               "params": {"image": base64.b64encode(photo_bytes(18)).decode(), "site": "photos.example"}})
+def test_quick_requests_do_not_wait_behind_a_queue_of_big_photos(host):
+    big = base64.b64encode(photo_bytes(18)).decode()
+    for index in range(6):  # more photos than there are workers
+        host.send({"id": f"big{index}", "version": 1, "action": "mark", "params": {"image": big,
+                                                                                 "site": "photos.example"}})
     host.send({"id": "quick", "version": 1, "action": "hello"})
-    assert [host.receive()["id"], host.receive()["id"]] == ["quick", "big"]
+    host.send({"id": "settings", "version": 1, "action": "sites.get", "params": {"site": "photos.example"}})
+    order = [host.receive()["id"] for _ in range(8)]
+    assert set(order[:2]) == {"quick", "settings"}, order
 
 
 def test_site_settings_change_the_next_mark(host):
@@ -114,5 +124,18 @@ def test_preview_blends_at_the_chosen_strength_and_records_nothing(host):
 
     assert 0 < distance(faint) < distance(strong)
     assert host.request("ledger.query")["data"]["uploads"] == []
+    assert host.request("marks.list")["data"]["marks"] == []  # no mark was issued for a preview
+
+
+def test_preview_never_reveals_the_users_mark(host):
+    """Blending a black image at 0.99 would return the mark itself: a preview must use an external mark."""
+    black = base64.b64encode(encode(Image.new("RGB", (512, 512)), "PNG")).decode()
+    shown = host.request("marks.preview", {"image": black, "site": "photos.example", "alpha": 0.99})["data"]
+    from agent import db, vault
+    from agent.marks import registry
+    key = vault.unlock(None)
+    secret_mark = registry.pixels(key, registry.current(db.connect(), key, "photos.example", "texture"))
+    revealed = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown["image"]))).convert("RGB"), np.float32)
+    assert np.abs(revealed - secret_mark).mean() > 40  # an unrelated mark, not the user's
     assert host.request("marks.preview", {"image": "AAAA", "site": "photos.example", "alpha": 2})["error"][
         "code"] == "bad_request"

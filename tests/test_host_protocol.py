@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import sqlite3
 import struct
 import subprocess
 import sys
@@ -70,6 +71,14 @@ BAD_FRAMES = {
                                     b'"params": {"site": "co.uk"}}'), "s", "bad_request"),
     "limit out of range": (frame(b'{"id": "l", "version": 1, "action": "ledger.query", '
                                  b'"params": {"limit": 0}}'), "l", "bad_request"),
+    "absurdly nested": (frame(b"[" * 100_000), None, "bad_frame"),
+    "absurd number": (frame(b'{"id": 1' + b"0" * 5000 + b', "version": 1, "action": "hello"}'), None, "bad_frame"),
+    "huge id": (frame(b'{"id": "' + b"x" * 100_000 + b'", "version": 1, "action": "hello"}'), None,
+                "bad_request"),
+    "huge file name": (frame(b'{"id": "n", "version": 1, "action": "mark", "params": {"site": "a.com", '
+                             b'"image": "AAAA", "name": "' + b'\\"' * 400_000 + b'"}}'), "n", "bad_request"),
+    "unclosed ipv6 url": (frame(b'{"id": "v6", "version": 1, "action": "sites.get", '
+                                b'"params": {"url": "http://[::1"}}'), "v6", "bad_request"),
 }
 
 
@@ -137,11 +146,13 @@ def test_locked_vault(home):
         params = {"image": image, "site": "photos.example"}
         assert host.request("mark", params)["error"]["code"] == "locked"
         assert host.request("unlock", {"passphrase": "guess"})["error"]["code"] == "wrong_passphrase"
+        host.send_raw(frame(b'{"id": "s", "version": 1, "action": "unlock", "params": {"passphrase": "\\ud800"}}'))
+        assert host.receive()["error"]["code"] == "wrong_passphrase"  # not an internal error, no traceback
         assert host.request("unlock", {"passphrase": PASSPHRASE})["data"]["vault"]["unlocked"] is True
         assert host.request("mark", params)["data"]["status"] == "marked"
     finally:
         host.close()
-    assert PASSPHRASE not in log_text()
+    assert PASSPHRASE not in log_text() and "Traceback" not in log_text()
 
 
 def test_no_vault(home):
@@ -151,6 +162,25 @@ def test_no_vault(home):
         assert host.request("marks.rotate", {"site": "a.com"})["error"]["code"] == "no_vault"
     finally:
         host.close()
+
+
+def test_queued_work_is_dropped_when_the_extension_disconnects(host):
+    enable(host)
+    photo = base64.b64encode(open("/usr/share/backgrounds/mate/abstract/Elephants_5640x3172.jpg", "rb").read())
+    for index in range(6):
+        host.send({"id": index, "version": 1, "action": "mark",
+                   "params": {"image": photo.decode(), "site": "photos.example"}})
+    assert host.close() == 0
+    rows = sqlite3.connect(paths.database_file()).execute("SELECT COUNT(*) FROM uploads").fetchone()[0]
+    assert rows < 6  # the two running marks may finish; the queued ones are not processed for nobody
+
+
+def test_a_forbidden_caller_gets_exactly_one_reply_even_for_a_bad_frame(initialised):
+    host = HostProcess(["chrome-extension://abcdefghijklmnopabcdefghijklmnop/"])
+    host.send_raw(frame(b"{not json"))
+    reply = host.receive()
+    assert (reply["id"], reply["error"]["code"]) == (None, "forbidden")
+    assert host.close() == 3 and host.stdout_rest == b""
 
 
 @pytest.mark.parametrize("caller", [["chrome-extension://abcdefghijklmnopabcdefghijklmnop/"],

@@ -12,9 +12,9 @@ MAX_REQUEST_BYTES = 64 * 1024 * 1024
 MAX_REPLY_FRAME_BYTES = 1024 * 1024
 """The browser drops the port on a host -> extension frame larger than this."""
 CHUNK_CHARS = 768 * 1024
-"""Replies whose JSON is longer than this go out in chunks of this many characters. JSON-escaping a piece of
-ASCII JSON at most doubles only its quotes and backslashes, which are a small share of a reply carrying an
-image; ``FrameWriter`` still checks every frame against the browser's limit."""
+"""Replies whose JSON is longer than this go out in chunks of at most this many characters of it."""
+_ENVELOPE_ROOM = 4096
+"""Bytes kept free in a chunk frame for its envelope (id, chunk numbers)."""
 
 _LENGTH = struct.Struct("=I")
 
@@ -71,6 +71,20 @@ def encode_frame(message: dict) -> bytes:
     return _LENGTH.pack(len(payload)) + payload
 
 
+def _chunks(text: str) -> list[str]:
+    """`text` cut into pieces that stay under the frame limit once JSON-escaped again inside a chunk frame:
+    escaping doubles quotes and backslashes, so a piece full of them is cut shorter."""
+    pieces, start = [], 0
+    limit = MAX_REPLY_FRAME_BYTES - _ENVELOPE_ROOM
+    while start < len(text):
+        size = CHUNK_CHARS
+        while len(json.dumps(text[start:start + size])) > limit:
+            size //= 2
+        pieces.append(text[start:start + size])
+        start += size
+    return pieces
+
+
 class FrameWriter:
     """Writes replies to the extension from any thread, cutting long ones into chunks."""
 
@@ -83,10 +97,9 @@ class FrameWriter:
         if len(text) <= CHUNK_CHARS:
             frames = [_LENGTH.pack(len(text)) + text.encode()]
         else:
-            count = -(-len(text) // CHUNK_CHARS)
-            frames = [encode_frame({"id": message.get("id"), "chunk": index, "chunks": count,
-                                    "part": text[index * CHUNK_CHARS:(index + 1) * CHUNK_CHARS]})
-                      for index in range(count)]
+            pieces = _chunks(text)
+            frames = [encode_frame({"id": message.get("id"), "chunk": index, "chunks": len(pieces), "part": piece})
+                      for index, piece in enumerate(pieces)]
         if any(len(frame) - _LENGTH.size > MAX_REPLY_FRAME_BYTES for frame in frames):
             raise ValueError("a reply frame would exceed the browser's 1 MiB limit")
         with self._lock:

@@ -10,9 +10,11 @@ import threading
 from typing import Callable
 
 from .. import __version__, db, ledger, settings, vault
-from ..blending import BlendFailed, Unmarkable
+from ..blending import BlendFailed, Unmarkable, blend_photo
 from ..marking import Marker
 from ..marks import registry
+from ..marks.families import render
+from ..marks.keys import external_seeds
 from ..sitename import SiteError, site_of
 from .framing import MAX_REPLY_FRAME_BYTES, MAX_REQUEST_BYTES
 
@@ -35,6 +37,7 @@ class Session:
 
     def __init__(self):
         self._lock = threading.Lock()
+        self._unlocking = threading.Lock()
         self._vault: vault.Vault | None = None
         self._marker: Marker | None = None
         self._conn: sqlite3.Connection | None = None
@@ -67,13 +70,14 @@ class Session:
 
     def marker(self) -> Marker:
         """The marker, opening a vault without passphrase on first use; raises no_vault or locked."""
-        if self._marker is None:
-            if not vault.exists():
-                raise ProtocolError("no_vault", "there is no vault yet: run `isotopes init`")
-            if _guard_vault(vault.is_protected):
-                raise ProtocolError("locked", "the vault is locked: unlock it with its passphrase first")
-            self.unlock(None)
-        return self._marker
+        with self._unlocking:  # two first requests at once must not open the vault twice
+            if self._marker is None:
+                if not vault.exists():
+                    raise ProtocolError("no_vault", "there is no vault yet: run `isotopes init`")
+                if _guard_vault(vault.is_protected):
+                    raise ProtocolError("locked", "the vault is locked: unlock it with its passphrase first")
+                self.unlock(None)
+            return self._marker
 
 
 def _guard_vault(operation: Callable):
@@ -99,6 +103,17 @@ def _param(params: dict, name: str, kind: type | tuple, required: bool = True, d
     if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in kinds)
         raise ProtocolError("bad_request", f"parameter {name!r} must be {names}, not {type(value).__name__}")
+    return value
+
+
+MAX_TEXT = 1024
+
+
+def _text(params: dict, name: str) -> str | None:
+    """An optional short text parameter (a file name, an origin)."""
+    value = _param(params, name, str, required=False)
+    if value is not None and len(value) > MAX_TEXT:
+        raise ProtocolError("bad_request", f"parameter {name!r} is longer than {MAX_TEXT} characters")
     return value
 
 
@@ -137,15 +152,15 @@ def unlock(session: Session, params: dict) -> dict:
 def mark(session: Session, params: dict) -> dict:
     encoded = _param(params, "image", str)
     site = _site(params)
-    name = _param(params, "name", str, required=False)
-    origin = _param(params, "origin", str, required=False)
+    name = _text(params, "name")
+    origin = _text(params, "origin")
     data = _image(encoded)
     marker = session.marker()
     with session.lock:
         site_settings = settings.get(session.db(), site)
     if not site_settings.enabled:
         raise ProtocolError("site_not_enabled", f"marking is not enabled for {site}")
-    outcome = marker.prepare(data, site, origin=origin, name=name)
+    outcome = _guard_vault(lambda: marker.prepare(data, site, origin=origin, name=name))
     upload = marker.record(outcome)
     if outcome.problem is not None:
         raise ProtocolError(outcome.problem, upload.reason, ledger_id=upload.id, reason=upload.reason)
@@ -158,17 +173,22 @@ def mark(session: Session, params: dict) -> dict:
 
 
 def marks_preview(session: Session, params: dict) -> dict:
-    """The image marked with the site's current mark at a chosen strength, nothing recorded: for the user
-    to see what a strength looks like before choosing it."""
+    """The image blended at a chosen strength with a mark of the site's family, nothing recorded: for the user
+    to see what a strength looks like. The mark is a fresh external one, never the user's: a preview at a
+    high strength of a known image would otherwise hand the secret mark to whoever asked."""
     data = _image(_param(params, "image", str))
     site = _site(params)
     alpha = _param(params, "alpha", (int, float))
-    if not 0 < alpha < 1:
-        raise ProtocolError("bad_request", "parameter 'alpha' must be between 0 and 1 (exclusive)")
     if len(data) > PREVIEW_MAX_BYTES:
         raise ProtocolError("bad_request", f"a preview image must be under {PREVIEW_MAX_BYTES // 1024} KiB")
     try:
-        marked = session.marker().preview(data, site, float(alpha))
+        settings.check_alpha(alpha)
+        with session.lock:
+            family = settings.get(session.db(), site).family
+        seed = external_seeds(1)[0]
+        marked = blend_photo(data, lambda: render(family, seed), float(alpha)).data
+    except ValueError as exc:
+        raise ProtocolError("bad_request", str(exc)) from None
     except (Unmarkable, BlendFailed) as exc:
         raise ProtocolError(exc.code, str(exc)) from None
     return {"image": base64.b64encode(marked).decode("ascii"), "alpha": alpha, "site": site}

@@ -11,6 +11,7 @@ import logging
 import logging.handlers
 import os
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
@@ -21,8 +22,15 @@ from .framing import FrameTooLarge, FrameWriter, StreamClosed, read_frame
 from .handlers import ACTIONS, PROTOCOL_VERSION, ProtocolError, Session
 
 log = logging.getLogger("isotopes.host")
-WORKERS = 4
 EXIT_FORBIDDEN = 3
+HEAVY_ACTIONS = {"mark", "marks.preview"}
+"""Actions that decode and encode photos. They run on their own workers, so a queue of big photos never
+delays a quick request such as hello or sites.get."""
+HEAVY_WORKERS, LIGHT_WORKERS = 2, 2
+MAX_HEAVY_IN_FLIGHT = 8
+"""Photos queued or being marked at once; past this the reader waits, so memory stays bounded (each may be
+up to 64 MiB) and the browser holds the rest."""
+MAX_ID_CHARS = 256
 
 
 def _setup_logging() -> None:
@@ -41,7 +49,7 @@ def _claim_stdio() -> tuple[BinaryIO, BinaryIO]:
         msvcrt.setmode(sys.stdin.fileno(), os.O_BINARY)
         msvcrt.setmode(sys.stdout.fileno(), os.O_BINARY)
     sys.stdout.flush()
-    frames_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    frames_out = os.fdopen(os.dup(1), "wb")  # buffered: every write() is written whole
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     return sys.stdin.buffer, frames_out
@@ -71,23 +79,27 @@ def _parse(payload: bytes) -> tuple[object, str, dict]:
         raise ProtocolError("bad_frame", "the frame is not valid UTF-8") from None
     except json.JSONDecodeError as exc:
         raise ProtocolError("bad_frame", f"the frame is not valid JSON ({exc.msg} at {exc.pos})") from None
+    except (ValueError, RecursionError) as exc:  # absurd numbers, absurd nesting
+        raise ProtocolError("bad_frame", f"the frame's JSON cannot be read ({type(exc).__name__})") from None
     if not isinstance(request, dict):
         raise ProtocolError("bad_frame", f"the frame is JSON {type(request).__name__}, not an object")
     request_id = request.get("id")
-    if isinstance(request_id, bool) or not isinstance(request_id, (str, int)):
-        raise ProtocolError("bad_request", "'id' must be a string or an integer")
+    if isinstance(request_id, bool) or not isinstance(request_id, (str, int)) or \
+            len(str(request_id)) > MAX_ID_CHARS:
+        raise ProtocolError("bad_request", f"'id' must be a string or an integer of at most {MAX_ID_CHARS} "
+                                           "characters")
 
     def failure(code: str, message: str) -> Refused:
         return Refused(request_id, ProtocolError(code, message))
 
     if request.get("version") != PROTOCOL_VERSION:
-        raise failure("unsupported_version", f"protocol version {request.get('version')!r} is not supported; "
-                                             f"this agent speaks {PROTOCOL_VERSION}")
+        raise failure("unsupported_version", f"protocol version {str(request.get('version'))[:20]!r} is not "
+                                             f"supported; this agent speaks {PROTOCOL_VERSION}")
     action = request.get("action")
     if not isinstance(action, str):
         raise failure("bad_request", "'action' must be a string")
     if action not in ACTIONS:
-        raise failure("unknown_action", f"unknown action {action!r}")
+        raise failure("unknown_action", f"unknown action {action[:100]!r}")
     params = request.get("params", {})
     if not isinstance(params, dict):
         raise failure("bad_request", "'params' must be an object")
@@ -99,7 +111,9 @@ class Host:
         self.frames_in = frames_in
         self.writer = FrameWriter(frames_out)
         self.session = Session()
-        self.pool = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="isotopes-request")
+        self.heavy = ThreadPoolExecutor(max_workers=HEAVY_WORKERS, thread_name_prefix="isotopes-photo")
+        self.light = ThreadPoolExecutor(max_workers=LIGHT_WORKERS, thread_name_prefix="isotopes-request")
+        self.heavy_slots = threading.BoundedSemaphore(MAX_HEAVY_IN_FLIGHT)
 
     def reply_error(self, request_id, error: ProtocolError) -> None:
         self._send({"id": request_id, "ok": False, "error": error.to_json()})
@@ -107,7 +121,11 @@ class Host:
     def _send(self, message: dict) -> None:
         try:
             self.writer.send(message)
-        except (BrokenPipeError, OSError, ValueError) as exc:
+        except ValueError as exc:  # cannot be framed: say so in a reply that can
+            log.error("reply to %r cannot be sent: %s", message.get("id"), exc)
+            self._send({"id": message.get("id"), "ok": False,
+                        "error": {"code": "internal_error", "message": "the reply was too large to send"}})
+        except OSError as exc:
             log.warning("reply to %r not delivered: %s", message.get("id"), exc)
 
     def handle(self, request_id, action: str, params: dict) -> None:
@@ -143,30 +161,47 @@ class Host:
             self.reply_error(refused.request_id, refused.error)
             return None
 
+    def dispatch(self, request_id, action: str, params: dict) -> None:
+        if action not in HEAVY_ACTIONS:
+            self.light.submit(self.handle, request_id, action, params)
+            return
+        self.heavy_slots.acquire()
+        future = self.heavy.submit(self.handle, request_id, action, params)
+        future.add_done_callback(lambda _: self.heavy_slots.release())
+
     def serve(self) -> int:
+        code = 0
         try:
             while True:
                 request = self.next_request()
                 if request is not None:
-                    self.pool.submit(self.handle, *request)
+                    self.dispatch(*request)
         except StreamClosed as closed:
             if closed.clean:
                 log.info("the extension disconnected")
             else:
                 log.warning("input stream broken: %s", closed)
+        except Exception:
+            log.exception("the message loop failed")
+            code = 1
         finally:
-            self.pool.shutdown(wait=True)
-        return 0
+            # Nobody can receive replies any more: queued work is dropped, running work finishes.
+            for pool in (self.heavy, self.light):
+                pool.shutdown(wait=True, cancel_futures=True)
+        return code
 
     def refuse(self, caller: str | None) -> int:
         """Answer the first request of a caller that is not the Isotopes extension, then quit."""
         log.warning("refusing caller %r", caller)
         error = ProtocolError("forbidden", f"this agent only talks to the Isotopes extension, not {caller!r}")
+        request_id = None
         try:
-            request = self.next_request()
-            self.reply_error(request[0] if request else None, error)
-        except StreamClosed:
+            request_id = parse_request(read_frame(self.frames_in))[0]
+        except Refused as refused:
+            request_id = refused.request_id
+        except (StreamClosed, FrameTooLarge):
             pass
+        self.reply_error(request_id, error)
         return EXIT_FORBIDDEN
 
 
