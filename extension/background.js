@@ -14,21 +14,16 @@ const agent = new AgentClient(() => chrome.runtime.connectNative(HOST_NAME),
                               () => chrome.runtime.lastError && chrome.runtime.lastError.message);
 
 // Site settings live in the agent. A copy is kept in storage so the fail-safe still knows each site's
-// choice when the agent is missing; it is refreshed at start-up and after every change.
-let sitesSynced = null;
-
-async function refreshSites() {
-  const {sites} = await agent.request("sites.get");
-  await chrome.storage.local.set({sites, sitesSyncedAt: Date.now()});
-  return sites;
-}
-
+// choice when the agent is missing; every question asks the agent first (a local call of about a millisecond),
+// so a change made on the command line shows up at the next page load.
 async function knownSites() {
-  if (!sitesSynced) sitesSynced = refreshSites().catch(() => null);
-  const fresh = await sitesSynced;
-  if (fresh) return fresh;
-  sitesSynced = null; // the agent was unreachable: try again next time, use the cached copy now
-  return (await chrome.storage.local.get("sites")).sites || [];
+  try {
+    const {sites} = await agent.request("sites.get");
+    await chrome.storage.local.set({sites, sitesSyncedAt: Date.now()});
+    return sites;
+  } catch (error) {
+    return (await chrome.storage.local.get("sites")).sites || [];
+  }
 }
 
 function hostOf(url) {
@@ -78,7 +73,7 @@ const handlers = {
   // Content scripts: mark one photo for the tab's site.
   async mark(message, sender) {
     const url = sender.tab ? sender.tab.url : message.url;
-    const data = await agent.request("mark", {image: message.image, url, name: message.name, type: message.type,
+    const data = await agent.request("mark", {image: message.image, url, name: message.name, type: message.mime,
                                               origin: sender.origin});
     if (data.status === "marked" && sender.tab) await showMarked(sender.tab.id);
     return data;
@@ -94,7 +89,7 @@ const handlers = {
   async agent(message, sender) {
     if (!fromExtensionPage(sender)) throw new AgentError("forbidden", "only the extension's own pages may do that");
     const data = await agent.request(message.action, message.params);
-    if (message.action === "sites.set" || message.action === "unlock") await refreshSites();
+    if (message.action === "sites.set" || message.action === "unlock") await knownSites();
     return data;
   },
 };

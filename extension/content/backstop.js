@@ -1,6 +1,8 @@
-// The page-world backstop: uploads that never went through a file input, a drop or a paste (a script that
-// builds its own FormData or Blob) still pass through fetch() or XMLHttpRequest.send(). Photos in their
-// bodies are handed to the isolated content script (intercept.js) to be marked, or blocked, first.
+// The page-world backstop. Some photos reach a page without a file input, a drop or a paste: a file picked
+// with showOpenFilePicker, an image read with navigator.clipboard.read(). Those are registered with the
+// isolated content script (intercept.js) as the user's own, and every photo in a fetch() or
+// XMLHttpRequest.send() body is shown to it first: a registered one is swapped for its marked copy (or
+// blocked by the fail-safe); anything else, such as an image the page drew itself, passes untouched.
 // Runs in the page's MAIN world at document_start, in every frame, before the page's own scripts.
 "use strict";
 
@@ -8,6 +10,7 @@
   const CHANNEL = "isotopes-backstop";
   const waiting = new Map();
   let nextId = 1;
+  const isPhoto = (value) => value instanceof Blob && /^image\//i.test(value.type) && !/svg/i.test(value.type);
 
   window.addEventListener("message", (event) => {
     const message = event.data;
@@ -20,19 +23,34 @@
     resolve(message);
   });
 
-  // -> the file to send instead, or the original; throws when the fail-safe blocks it.
-  function checked(file) {
-    return new Promise((resolve, reject) => {
+  function ask(kind, file) {
+    return new Promise((resolve) => {
       const id = nextId++;
-      waiting.set(id, (answer) => {
-        if (answer.blocked) reject(new TypeError(answer.blocked));
-        else resolve(answer.file || file);
-      });
-      window.postMessage({channel: CHANNEL, direction: "to-agent", id, file}, "*");
+      waiting.set(id, resolve);
+      window.postMessage({channel: CHANNEL, direction: "to-agent", id, kind, file}, "*");
     });
   }
 
-  const isPhoto = (value) => value instanceof Blob && /^image\//i.test(value.type) && !/svg/i.test(value.type);
+  // -> the file to send instead, or the original; throws when the fail-safe blocks it.
+  async function checked(file) {
+    const answer = await ask("upload", file);
+    if (answer.blocked) throw new TypeError(answer.blocked);
+    return answer.file || file;
+  }
+
+  // Wrap an API method that hands the page a photo of the user's, so the photo is registered first.
+  function registering(owner, name) {
+    const original = owner && owner.prototype && owner.prototype[name];
+    if (typeof original !== "function") return;
+    owner.prototype[name] = async function (...args) {
+      const blob = await original.apply(this, args);
+      if (isPhoto(blob)) await ask("register", blob);
+      return blob;
+    };
+  }
+
+  registering(window.FileSystemFileHandle, "getFile");
+  registering(window.ClipboardItem, "getType");
 
   function needsCheck(body) {
     if (isPhoto(body)) return true;

@@ -33,7 +33,7 @@
   async function askAgent(file) {
     const image = bytesToBase64(new Uint8Array(await file.arrayBuffer()));
     try {
-      return await chrome.runtime.sendMessage({type: "mark", image, name: file.name, type: file.type});
+      return await chrome.runtime.sendMessage({type: "mark", image, name: file.name, mime: file.type});
     } catch (error) {
       return {ok: false, error: {code: "agent_unavailable", message: String(error.message || error)}};
     }
@@ -233,27 +233,39 @@
   window.addEventListener("paste", onTransfer, true);
 
   // --- the page-world backstop (fetch, XMLHttpRequest) ---------------------------------------------------------
+  // backstop.js registers photos the user handed the page through APIs that fire none of the events above
+  // (a file picked with showOpenFilePicker, an image read from the clipboard), and asks about every photo in
+  // an upload body. Only a registered photo is marked there: marking whatever image a page script builds
+  // would let a page blend the user's mark into a known image and read the mark back out.
 
   const CHANNEL = "isotopes-backstop";
+  const userOriginals = new Set(); // sha256 of photos the user supplied through such APIs
+
+  const digest = async (blob) => sha256Hex(new Uint8Array(await blob.arrayBuffer()));
 
   window.addEventListener("message", async (event) => {
     const message = event.data;
-    if (event.source !== window || !message || message.channel !== CHANNEL || message.direction !== "to-agent") {
+    if (event.source !== window || !message || message.channel !== CHANNEL || message.direction !== "to-agent" ||
+        !(message.file instanceof Blob)) {
       return;
     }
     const answer = {channel: CHANNEL, direction: "to-page", id: message.id};
-    const file = message.file;
-    await siteKnown;
-    if (!site || !(file instanceof Blob) ||
-        producedHashes.has(await sha256Hex(new Uint8Array(await file.arrayBuffer())))) {
+    if (message.kind === "register") {
+      userOriginals.add(await digest(message.file));
       window.postMessage({...answer, unchanged: true}, "*");
       return;
     }
-    const named = file instanceof File ? file : new File([file], "blob", {type: file.type});
-    const result = await markFile(named);
+    await siteKnown;
+    if (!site || !userOriginals.has(await digest(message.file))) {
+      window.postMessage({...answer, unchanged: true}, "*");
+      return;
+    }
+    const file = message.file instanceof File ? message.file : new File([message.file], "blob",
+                                                                        {type: message.file.type});
+    const result = await markFile(file);
     if (!result.file) {
-      showBlocked([{name: named.name, reason: result.reason}]);
-      window.postMessage({...answer, blocked: `Isotopes blocked ${named.name}: ${result.reason}`}, "*");
+      showBlocked([{name: file.name, reason: result.reason}]);
+      window.postMessage({...answer, blocked: `Isotopes blocked ${file.name}: ${result.reason}`}, "*");
     } else {
       window.postMessage({...answer, file: result.marked ? result.file : null, unchanged: !result.marked}, "*");
     }

@@ -40,10 +40,11 @@
                                  onchange: (event) => save(entry.site, {enabled: event.target.checked})});
     return el("tr", {"data-site": entry.site},
               el("th", {scope: "row"}, entry.site),
-              el("td", {}, enabled, el("label", {for: `enabled-${id}`}, entry.enabled ? " on" : " off")),
-              el("td", {}, strength, " ", strengthValue),
-              el("td", {}, rotation),
-              el("td", {}, failure));
+              el("td", {"data-label": "Marking"}, enabled,
+                 el("label", {for: `enabled-${id}`}, entry.enabled ? " on" : " off")),
+              el("td", {"data-label": "Strength"}, strength, " ", strengthValue),
+              el("td", {"data-label": "New mark"}, rotation),
+              el("td", {"data-label": "If a photo cannot be marked"}, failure));
   }
 
   async function load() {

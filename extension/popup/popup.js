@@ -8,8 +8,11 @@
   const siteBox = document.getElementById("site");
   const presets = document.getElementById("presets");
 
+  // The tab the popup is about: the active one, or ?tab=ID when the popup is opened as a page (tests do).
   async function activeTabUrl() {
-    const [tab] = await chrome.tabs.query({active: true, currentWindow: true});
+    const requested = Number(new URLSearchParams(location.search).get("tab"));
+    const [tab] = requested ? [await chrome.tabs.get(requested)]
+      : await chrome.tabs.query({active: true, currentWindow: true});
     return tab && tab.url;
   }
 
@@ -34,6 +37,10 @@
   async function showSite() {
     const url = await activeTabUrl();
     siteBox.replaceChildren();
+    if (!/^https?:/.test(url || "")) {
+      siteBox.append(el("p", {}, "This page is not a website."));
+      return;
+    }
     let settings;
     try {
       settings = await callAgent("sites.get", {url});
