@@ -147,7 +147,9 @@
   }
 
   function findInClosedRoots(node) {
-    const root = node instanceof Element && chrome.dom && chrome.dom.openOrClosedShadowRoot(node);
+    // Chromium exposes closed roots to extensions through chrome.dom, Firefox through the element itself.
+    const root = node instanceof Element && (chrome.dom && chrome.dom.openOrClosedShadowRoot
+      ? chrome.dom.openOrClosedShadowRoot(node) : node.openOrClosedShadowRoot && node.openOrClosedShadowRoot());
     if (!root) return null;
     for (const element of root.querySelectorAll("*")) {
       if (isFileInput(element) && element.files && element.files.length &&
