@@ -105,11 +105,14 @@ def playwright():
     instance.stop()
 
 
-def start_browser(playwright, tmp_path_factory, site, on_failure: str = "block"):
+def start_browser(playwright, tmp_path_factory, site, on_failure: str = "block", passphrase: str | None = None):
     home = tmp_path_factory.mktemp("home")
     previous = os.environ.get("ISOTOPES_HOME")
     os.environ["ISOTOPES_HOME"] = str(home)
-    run_cli("init", "--no-passphrase")
+    if passphrase:
+        run_cli("init", "--passphrase-env", "PW", env={"PW": passphrase})
+    else:
+        run_cli("init", "--no-passphrase")
     run_cli("sites", "enable", "127.0.0.1")
     run_cli("sites", "set", "127.0.0.1", "--on-failure", on_failure)
     profile = tmp_path_factory.mktemp("profile")
@@ -349,3 +352,29 @@ def test_options_page_sets_strength_rotation_fail_safe_and_previews(browser):
     options.select_option("#preview-site", "flickr.com")
     options.wait_for_selector("#preview-after[src^='data:image/jpeg']")
     assert "flickr.com" in options.text_content("#preview-caption")
+
+
+def test_a_locked_vault_blocks_until_the_popup_unlocks_it(playwright, tmp_path_factory, site):
+    running, stop = start_browser(playwright, tmp_path_factory, site, passphrase="our long passphrase")
+    try:
+        tab = running.open("plain")
+        locked = running.photo("while-locked.jpg")
+        tab.set_input_files("#file", str(locked))
+        tab.wait_for_selector("isotopes-notice", state="attached")  # blocked, and said so on the page
+        popup = running.context.new_page()
+        popup.goto(f"{EXTENSION_URL}/popup/popup.html?tab={tab_id(running, tab.url)}")
+        popup.wait_for_selector("#unlock-form:not([hidden])")
+        assert "vault locked" in popup.text_content("#agent-status")
+        popup.fill("#passphrase", "not it")
+        popup.keyboard.press("Enter")
+        popup.wait_for_selector("#unlock-error:has-text('not right')")
+        popup.fill("#passphrase", "our long passphrase")
+        popup.keyboard.press("Enter")
+        popup.wait_for_selector("#agent-status:has-text('vault unlocked')")
+        assert popup.is_hidden("#unlock-form")
+        unlocked = running.photo("after-unlock.jpg")
+        tab.set_input_files("#file", str(unlocked))
+        running.assert_marked("/plain", unlocked)
+        assert not [item for item in site.received_for("/plain") if item.name == locked.name]
+    finally:
+        stop()
