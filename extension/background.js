@@ -16,14 +16,30 @@ const agent = new AgentClient(() => chrome.runtime.connectNative(HOST_NAME),
 // Site settings live in the agent. A copy is kept in storage so the fail-safe still knows each site's
 // choice when the agent is missing; every question asks the agent first (a local call of about a millisecond),
 // so a change made on the command line shows up at the next page load.
+let lastSites = null;
+
 async function knownSites() {
   try {
     const {sites} = await agent.request("sites.get");
-    await chrome.storage.local.set({sites, sitesSyncedAt: Date.now()});
+    const text = JSON.stringify(sites);
+    if (text !== lastSites) { // only a real change wakes the content scripts (storage.onChanged)
+      lastSites = text;
+      await chrome.storage.local.set({sites});
+    }
     return sites;
   } catch (error) {
     return (await chrome.storage.local.get("sites")).sites || [];
   }
+}
+
+// Settings changed on the command line reach open pages within this period.
+const SETTINGS_POLL_MS = 5000;
+setInterval(() => knownSites(), SETTINGS_POLL_MS);
+
+// The page a content script runs for: its own frame's address (an upload from an iframe goes to the iframe's
+// site), or for about:blank frames the origin they inherit.
+function pageUrlOf(sender) {
+  return /^https?:/.test(sender.url || "") ? sender.url : sender.origin || "";
 }
 
 function hostOf(url) {
@@ -45,13 +61,20 @@ async function showMarked(tabId) {
   await chrome.action.setBadgeText({tabId, text: String(count)});
 }
 
+// A file name comes from the page: shown only shortened and stripped of control characters.
+function safeName(name) {
+  const clean = String(name || "a photo").replace(/[\u0000-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/g, "");
+  return clean.length > 60 ? `${clean.slice(0, 57)}...` : clean;
+}
+
 async function showFailSafe(tabId, choice, name, reason) {
   await chrome.action.setBadgeBackgroundColor({tabId, color: "#b3261e"});
   await chrome.action.setBadgeText({tabId, text: "!"});
   const title = choice === "original" ? "Uploaded without your mark" : "Upload blocked";
+  const file = `"${safeName(name)}"`;
   const message = choice === "original"
-    ? `${name} was uploaded unmarked: ${reason}`
-    : `${name} was not uploaded because it could not be marked: ${reason}`;
+    ? `${file} was uploaded unmarked: ${reason}`
+    : `${file} was not uploaded because it could not be marked: ${reason}`;
   await chrome.notifications.create({type: "basic", iconUrl: "icons/icon-128.png", title, message});
 }
 
@@ -66,13 +89,13 @@ function fromExtensionPage(sender) {
 const handlers = {
   // Content scripts: is marking on for the page's site (the top-level page of the tab)?
   async "site-status"(message, sender) {
-    const host = hostOf(sender.tab ? sender.tab.url : message.url);
+    const host = hostOf(pageUrlOf(sender));
     return {host, site: enabledSiteForHost(host, await knownSites())};
   },
 
-  // Content scripts: mark one photo for the tab's site.
+  // Content scripts: mark one photo for the frame's site.
   async mark(message, sender) {
-    const url = sender.tab ? sender.tab.url : message.url;
+    const url = pageUrlOf(sender);
     const data = await agent.request("mark", {image: message.image, url, name: message.name, type: message.mime,
                                               origin: sender.origin});
     if (data.status === "marked" && sender.tab) await showMarked(sender.tab.id);

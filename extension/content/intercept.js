@@ -1,122 +1,159 @@
 // Catches photo uploads on sites the user enabled and swaps each photo for its marked copy before the page
-// sees it: file inputs (also in shadow roots, open or closed), drag and drop, paste, forms submitted while a
-// photo is still being marked, and uploads the page-world backstop (backstop.js) hands over.
-// Runs in the isolated world at document_start, in every frame.
+// sees it: file inputs (also in shadow roots, open or closed), drag and drop, paste, and forms submitted while
+// a photo is still being marked. Runs in the isolated world at document_start, in every frame.
+//
+// Only the user's own actions are handled (trusted events). A page script that builds an image and fires an
+// event with it gets nothing marked: otherwise a page could blend the user's mark into a known image and read
+// the mark back out.
 "use strict";
 
 (() => {
-  const {isImageFile, bytesToBase64, base64ToBytes, sha256Hex} = globalThis.Isotopes;
+  const {isImageFile, enabledSiteForHost, bytesToBase64, base64ToBytes} = globalThis.Isotopes;
+
+  // --- talking to the background -----------------------------------------------------------------------------
+
+  // chrome.runtime.sendMessage, but never throwing: an extension that was reloaded under this page, or a
+  // background that does not answer, becomes an error reply like any other.
+  async function send(message) {
+    try {
+      const reply = await chrome.runtime.sendMessage(message);
+      return reply || {ok: false, error: {code: "internal_error", message: "the extension's background did not answer"}};
+    } catch (error) {
+      return {ok: false, error: {code: "extension_unavailable",
+                                 message: `the Isotopes extension is not available (${error.message}): reload the page`}};
+    }
+  }
 
   // --- is marking on here? -----------------------------------------------------------------------------------
 
-  let site; // the enabled site's settings, or null; undefined until the background answers
-  const siteKnown = chrome.runtime.sendMessage({type: "site-status", url: location.href})
-    .then((reply) => { site = reply && reply.ok ? reply.data.site : null; })
-    .catch(() => { site = null; });
+  let site; // the enabled site's settings; null when marking is off; undefined while being found out
+  let siteKnown;
 
+  function learnSite() {
+    site = undefined;
+    siteKnown = send({type: "site-status"}).then(async (reply) => {
+      if (reply.ok) {
+        site = reply.data.site;
+        return;
+      }
+      try { // the background could not say: fall back to the last copy of the settings
+        site = enabledSiteForHost(location.hostname, (await chrome.storage.local.get("sites")).sites);
+      } catch (error) {
+        site = null;
+      }
+    });
+  }
+
+  learnSite();
   chrome.storage.onChanged.addListener((changes, area) => {
-    if (area === "local" && changes.sites) {
-      chrome.runtime.sendMessage({type: "site-status", url: location.href})
-        .then((reply) => { site = reply && reply.ok ? reply.data.site : null; });
-    }
+    if (area === "local" && changes.sites) learnSite();
   });
 
-  // Whether to hold an upload: marking is on here, or we do not know yet (then we wait and decide).
-  function mayMark(files) {
-    return site !== null && files.some(isImageFile);
-  }
+  // --- marking ---------------------------------------------------------------------------------------------------
 
-  // --- marking one file --------------------------------------------------------------------------------------
-
-  const producedHashes = new Set(); // sha256 of the marked files this page received from the agent
-
-  async function askAgent(file) {
-    const image = bytesToBase64(new Uint8Array(await file.arrayBuffer()));
-    try {
-      return await chrome.runtime.sendMessage({type: "mark", image, name: file.name, mime: file.type});
-    } catch (error) {
-      return {ok: false, error: {code: "agent_unavailable", message: String(error.message || error)}};
-    }
-  }
-
-  // -> {file, marked} with the file to upload, or {file: null, reason} when the fail-safe blocks it.
-  async function markFile(file) {
-    if (!isImageFile(file)) return {file, marked: false};
-    const reply = await askAgent(file);
-    if (reply && reply.ok) {
-      if (reply.data.status !== "marked") return {file, marked: false}; // the site marks only a fraction
-      producedHashes.add(reply.data.sha256_out);
-      const marked = new File([base64ToBytes(reply.data.image)], file.name,
-                              {type: file.type, lastModified: file.lastModified});
-      return {file: marked, marked: true};
-    }
-    const reason = reply && reply.error ? reply.error.message : "the extension lost its background page";
+  // Apply the site's fail-safe to a file that could not be marked: -> {file} to upload it anyway, or
+  // {file: null} to block it. Either way the user is told.
+  function failSafe(file, reason) {
     const choice = site && site.on_failure === "original" ? "original" : "block";
-    chrome.runtime.sendMessage({type: "fail-safe", choice, name: file.name, reason}).catch(() => {});
-    if (choice === "original") return {file, marked: false, reason};
-    return {file: null, reason};
+    send({type: "fail-safe", choice, name: file.name, reason});
+    return {file: choice === "original" ? file : null, reason};
   }
 
-  // Marks what needs marking in `files`; -> {files (to upload, order kept), blocked: [{name, reason}]}.
+  async function markFile(file) {
+    if (!isImageFile(file)) return {file};
+    let image;
+    try {
+      image = bytesToBase64(new Uint8Array(await file.arrayBuffer()));
+    } catch (error) {
+      return failSafe(file, `the photo could not be read for marking (${error.message})`);
+    }
+    const reply = await send({type: "mark", image, name: file.name, mime: file.type});
+    if (!reply.ok) return failSafe(file, reply.error.message);
+    if (reply.data.status !== "marked") return {file}; // the site marks only a share of photos, not this one
+    return {file: new File([base64ToBytes(reply.data.image)], file.name,
+                           {type: file.type, lastModified: file.lastModified})};
+  }
+
+  // -> {files: what to hand the page (order kept), blocked: [{name, reason}]}
   async function markFiles(files) {
     await siteKnown;
     if (!site) return {files, blocked: []};
-    const results = await Promise.all(files.map(markFile));
+    const results = await Promise.all(files.map((file) => markFile(file).catch((error) => failSafe(file,
+      `marking failed (${error.message})`))));
     return {files: results.filter((result) => result.file).map((result) => result.file),
-            blocked: results.map((result, index) => ({name: files[index].name, result}))
-              .filter((entry) => !entry.result.file)
-              .map((entry) => ({name: entry.name, reason: entry.result.reason}))};
+            blocked: results.flatMap((result, index) => result.file ? [] :
+              [{name: files[index].name, reason: result.reason}])};
   }
 
-  function fileList(files) {
+  function transferWith(files, texts) {
     const transfer = new DataTransfer();
     for (const file of files) transfer.items.add(file);
+    for (const [type, value] of Object.entries(texts || {})) transfer.setData(type, value);
     return transfer;
   }
 
-  // --- telling the user ----------------------------------------------------------------------------------------
+  // --- telling the user on the page -----------------------------------------------------------------------------
 
-  function showBlocked(blocked) {
+  function showNotice(text) {
     const host = document.createElement("isotopes-notice");
     const root = host.attachShadow({mode: "closed"});
     const box = document.createElement("div");
     box.setAttribute("role", "alert");
     box.style.cssText = "position:fixed;z-index:2147483647;bottom:1rem;right:1rem;max-width:28rem;padding:1rem;" +
-      "background:#fff;color:#1c1b1f;border:2px solid #b3261e;border-radius:.5rem;font:1rem/1.4 system-ui,sans-serif;" +
-      "box-shadow:0 .25rem 1rem rgba(0,0,0,.3)";
-    const names = blocked.map((entry) => entry.name).join(", ");
-    box.textContent = `Isotopes blocked ${names}: it could not be marked (${blocked[0].reason}). ` +
-      "Nothing was uploaded. Open the Isotopes popup to fix this, or let originals through for this site.";
+      "background:#fff;color:#1c1b1f;border:2px solid #b3261e;border-radius:.5rem;font:1rem/1.4 system-ui," +
+      "sans-serif;box-shadow:0 .25rem 1rem rgba(0,0,0,.3)";
+    box.textContent = text;
     root.append(box);
     (document.body || document.documentElement).append(host);
     setTimeout(() => host.remove(), 12000);
   }
 
-  // --- forms submitted while a photo is being marked -----------------------------------------------------------
+  function showBlocked(blocked) {
+    showNotice(`Isotopes blocked ${blocked.map((entry) => entry.name).join(", ")}: it could not be marked ` +
+      `(${blocked[0].reason}). Nothing was uploaded. Open the Isotopes popup to fix this, or let originals ` +
+      "through for this site.");
+  }
 
-  const pendingByForm = new Map(); // form -> Set of promises
+  // --- work in progress: forms wait for it ----------------------------------------------------------------------
+
+  const pendingByForm = new Map(); // form -> Set of jobs
   const resubmitting = new WeakSet();
+  let pendingJobs = 0;
 
-  function trackForm(form, promise) {
-    if (!form) return;
-    const pending = pendingByForm.get(form) || new Set();
-    pending.add(promise);
-    pendingByForm.set(form, pending);
-    promise.finally(() => {
-      pending.delete(promise);
-      if (!pending.size) pendingByForm.delete(form);
+  // Tell submit-guard.js (the page world) whether photos are being marked, so form.submit() called by a
+  // script waits too. A page could forge these messages, but only to delay or drop its own submissions.
+  function announcePending(blocked) {
+    window.postMessage({channel: "isotopes-pending", count: pendingJobs, blocked}, "*");
+  }
+
+  function track(form, job) {
+    pendingJobs += 1;
+    announcePending(false);
+    if (form) {
+      const jobs = pendingByForm.get(form) || new Set();
+      jobs.add(job);
+      pendingByForm.set(form, jobs);
+    }
+    job.then((outcome) => {
+      pendingJobs -= 1;
+      announcePending(outcome.blocked.length > 0);
+      if (!form) return;
+      const jobs = pendingByForm.get(form);
+      jobs.delete(job);
+      if (!jobs.size) pendingByForm.delete(form);
     });
   }
 
   window.addEventListener("submit", (event) => {
     const form = event.target;
     if (resubmitting.has(form)) return;
-    const pending = pendingByForm.get(form);
-    if (!pending || !pending.size) return;
+    const jobs = pendingByForm.get(form);
+    if (!jobs || !jobs.size) return;
     event.preventDefault();
     event.stopImmediatePropagation();
     const submitter = event.submitter;
-    Promise.allSettled([...pending]).then(() => {
+    Promise.all([...jobs]).then((outcomes) => {
+      if (outcomes.some((outcome) => outcome.blocked.length)) return; // a blocked photo: the form is not sent
       resubmitting.add(form);
       try {
         form.requestSubmit(submitter && submitter.isConnected && submitter.form === form ? submitter : undefined);
@@ -126,10 +163,11 @@
     });
   }, true);
 
-  // --- file inputs ---------------------------------------------------------------------------------------------
+  // --- file inputs -----------------------------------------------------------------------------------------------
 
   const ourEvents = new WeakSet();
-  const inputState = new WeakMap(); // input -> {files: the FileList being handled, done: bool}
+  const inputState = new WeakMap(); // input -> {generation, emptied: the empty list it holds while marking}
+  const lastSeen = new WeakMap(); // input -> the FileList last looked at
   const hookedRoots = new WeakSet();
 
   function isFileInput(node) {
@@ -146,14 +184,19 @@
     return findInClosedRoots(event.target);
   }
 
-  function findInClosedRoots(node) {
+  function shadowRootOf(node) {
     // Chromium exposes closed roots to extensions through chrome.dom, Firefox through the element itself.
-    const root = node instanceof Element && (chrome.dom && chrome.dom.openOrClosedShadowRoot
-      ? chrome.dom.openOrClosedShadowRoot(node) : node.openOrClosedShadowRoot && node.openOrClosedShadowRoot());
+    if (!(node instanceof Element)) return null;
+    if (chrome.dom && chrome.dom.openOrClosedShadowRoot) return chrome.dom.openOrClosedShadowRoot(node);
+    return node.openOrClosedShadowRoot ? node.openOrClosedShadowRoot() : null;
+  }
+
+  // The input under `node`'s shadow root whose selection just changed.
+  function findInClosedRoots(node) {
+    const root = shadowRootOf(node);
     if (!root) return null;
     for (const element of root.querySelectorAll("*")) {
-      if (isFileInput(element) && element.files && element.files.length &&
-          (!inputState.has(element) || inputState.get(element).files !== element.files)) return element;
+      if (isFileInput(element) && element.files && element.files !== lastSeen.get(element)) return element;
       const inner = findInClosedRoots(element);
       if (inner) return inner;
     }
@@ -178,98 +221,91 @@
   }
 
   function onFileInputEvent(event) {
-    if (ourEvents.has(event)) return;
+    if (ourEvents.has(event) || !event.isTrusted) return;
     const input = fileInputOf(event);
     if (!input) return;
     const state = inputState.get(input);
-    if (state && !state.done && (state.files === input.files || state.emptied === input.files)) {
-      event.stopImmediatePropagation(); // the `change` that follows the `input` we are already handling
+    if (state && state.emptied && input.files === state.emptied) {
+      event.stopImmediatePropagation(); // the `change` that follows the `input` being handled
       return;
     }
+    lastSeen.set(input, input.files);
     const files = Array.from(input.files || []);
-    if (!files.length || !mayMark(files)) return;
+    if (!files.length || site === null || !files.some(isImageFile)) return;
     event.stopImmediatePropagation();
     hookShadowRoots(input);
     // Until marking ends the input holds nothing, so even a script calling form.submit() cannot send an
-    // unmarked photo.
+    // unmarked photo. A newer selection supersedes this one.
+    const generation = (state ? state.generation : 0) + 1;
     const emptied = new DataTransfer().files;
-    inputState.set(input, {files: input.files, emptied, done: false});
+    inputState.set(input, {generation, emptied});
     input.files = emptied;
+    lastSeen.set(input, emptied);
     const job = markFiles(files).then(({files: kept, blocked}) => {
-      input.files = fileList(kept).files;
-      inputState.set(input, {files: input.files, done: true});
+      if (inputState.get(input).generation !== generation) return {blocked: []};
+      input.files = transferWith(kept).files;
+      lastSeen.set(input, input.files);
+      inputState.set(input, {generation, emptied: null});
       if (blocked.length) showBlocked(blocked);
       if (kept.length) dispatchAgain(input);
+      return {blocked};
     });
-    trackForm(input.form, job);
+    track(input.form, job);
   }
 
   window.addEventListener("input", onFileInputEvent, true);
   window.addEventListener("change", onFileInputEvent, true);
 
-  // --- drag and drop, paste --------------------------------------------------------------------------------------
+  // --- drag and drop, paste ----------------------------------------------------------------------------------------
+
+  function holdsFolder(transfer) {
+    return Array.from(transfer.items || []).some((item) => {
+      const entry = item.kind === "file" && item.webkitGetAsEntry ? item.webkitGetAsEntry() : null;
+      return Boolean(entry && entry.isDirectory);
+    });
+  }
 
   function onTransfer(event) {
-    if (ourEvents.has(event)) return;
+    if (ourEvents.has(event) || !event.isTrusted || site === null) return;
     const transfer = event.type === "drop" ? event.dataTransfer : event.clipboardData;
-    const files = Array.from((transfer && transfer.files) || []);
-    if (!files.length || !mayMark(files)) return;
+    if (!transfer) return;
+    const target = event.composedPath()[0] || event.target;
+    if (isFileInput(target)) return; // a drop onto a file input arrives as its input/change events
+    if (event.type === "drop" && holdsFolder(transfer)) {
+      // The photos inside a folder cannot be swapped in a re-sent drop: apply the fail-safe to the folder.
+      const choice = site && site.on_failure === "original" ? "original" : "block";
+      send({type: "fail-safe", choice, name: "a folder", reason: "photos inside folders cannot be marked"});
+      if (choice === "block") {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+        showNotice("Isotopes blocked a dropped folder: photos inside folders cannot be marked. Drop the photos " +
+          "themselves instead.");
+      }
+      return;
+    }
+    const files = Array.from(transfer.files || []);
+    if (!files.some(isImageFile)) return;
+    const texts = {};
+    for (const type of transfer.types || []) {
+      if (type !== "Files") texts[type] = transfer.getData(type); // pasted text travels along with the photo
+    }
     event.preventDefault();
     event.stopImmediatePropagation();
-    const target = event.composedPath()[0] || event.target;
     const init = {bubbles: true, cancelable: true, composed: true, clientX: event.clientX, clientY: event.clientY,
                   screenX: event.screenX, screenY: event.screenY};
-    markFiles(files).then(({files: kept, blocked}) => {
+    const job = markFiles(files).then(({files: kept, blocked}) => {
       if (blocked.length) showBlocked(blocked);
-      if (!kept.length) return;
+      if (!kept.length && !Object.keys(texts).length) return {blocked};
       const again = event.type === "drop"
-        ? new DragEvent("drop", {...init, dataTransfer: fileList(kept)})
-        : new ClipboardEvent("paste", {bubbles: true, cancelable: true, composed: true,
-                                       clipboardData: fileList(kept)});
+        ? new DragEvent("drop", {...init, dataTransfer: transferWith(kept, texts)})
+        : new ClipboardEvent("paste", {...init, clipboardData: transferWith(kept, texts)});
       ourEvents.add(again);
       target.dispatchEvent(again);
+      return {blocked};
     });
+    track(null, job);
   }
 
   window.addEventListener("drop", onTransfer, true);
   window.addEventListener("paste", onTransfer, true);
-
-  // --- the page-world backstop (fetch, XMLHttpRequest) ---------------------------------------------------------
-  // backstop.js registers photos the user handed the page through APIs that fire none of the events above
-  // (a file picked with showOpenFilePicker, an image read from the clipboard), and asks about every photo in
-  // an upload body. Only a registered photo is marked there: marking whatever image a page script builds
-  // would let a page blend the user's mark into a known image and read the mark back out.
-
-  const CHANNEL = "isotopes-backstop";
-  const userOriginals = new Set(); // sha256 of photos the user supplied through such APIs
-
-  const digest = async (blob) => sha256Hex(new Uint8Array(await blob.arrayBuffer()));
-
-  window.addEventListener("message", async (event) => {
-    const message = event.data;
-    if (event.source !== window || !message || message.channel !== CHANNEL || message.direction !== "to-agent" ||
-        !(message.file instanceof Blob)) {
-      return;
-    }
-    const answer = {channel: CHANNEL, direction: "to-page", id: message.id};
-    if (message.kind === "register") {
-      userOriginals.add(await digest(message.file));
-      window.postMessage({...answer, unchanged: true}, "*");
-      return;
-    }
-    await siteKnown;
-    if (!site || !userOriginals.has(await digest(message.file))) {
-      window.postMessage({...answer, unchanged: true}, "*");
-      return;
-    }
-    const file = message.file instanceof File ? message.file : new File([message.file], "blob",
-                                                                        {type: message.file.type});
-    const result = await markFile(file);
-    if (!result.file) {
-      showBlocked([{name: file.name, reason: result.reason}]);
-      window.postMessage({...answer, blocked: `Isotopes blocked ${file.name}: ${result.reason}`}, "*");
-    } else {
-      window.postMessage({...answer, file: result.marked ? result.file : null, unchanged: !result.marked}, "*");
-    }
-  });
 })();

@@ -66,21 +66,23 @@ window.closedInput = input;  // for the test to select a file: Playwright cannot
   xhr.onerror = () => { document.body.dataset.failed = "1"; };
   xhr.send(body);
 });</script>""",
-    "picker": """<h1>File picked through the File System Access API</h1><button id="go">Upload</button>
-<script>document.getElementById("go").addEventListener("click", async () => {
-  // Stands in for showOpenFilePicker(), which a headless test cannot answer: a handle from the origin-private
-  // file system is the same FileSystemFileHandle class, and getFile() is the call under test.
-  const bytes = await (await fetch("/photo.jpg")).arrayBuffer();
-  const handle = await (await navigator.storage.getDirectory()).getFileHandle("picked.jpg", {create: true});
-  const writable = await handle.createWritable();
-  await writable.write(bytes);
-  await writable.close();
-  const file = await handle.getFile();
-  const body = new FormData();
-  body.append("photo", new File([file], "picked.jpg", {type: "image/jpeg"}));
-  await fetch("/upload?page=/picker", {method: "POST", body});
-  document.body.dataset.uploaded = "1";
-});</script>""",
+    "form-script": """<h1>Form sent by a script</h1>
+<form id="form" action="/upload?page=/form-script" method="post" enctype="multipart/form-data">
+  <input id="file" type="file" name="photo"></form>
+<button id="send" type="button" onclick="document.getElementById('form').submit()">Send</button>""",
+    "cross-frame": """<h1>An iframe from another site</h1><iframe id="frame" width="600" height="300"></iframe>
+<script>document.getElementById("frame").src = "http://127.0.0.1:" + location.port + "/plain";</script>""",
+    "synthetic": """<h1>A script fakes a file selection</h1><input id="file" type="file">
+<script>document.getElementById("file").addEventListener("change", (e) => upload(e.target.files[0], "synthetic"));
+async function fake() {
+  const blob = await (await fetch("/photo.jpg")).blob();
+  const transfer = new DataTransfer();
+  transfer.items.add(new File([blob], "faked.jpg", {type: "image/jpeg"}));
+  const input = document.getElementById("file");
+  input.files = transfer.files;
+  input.dispatchEvent(new Event("input", {bubbles: true, composed: true}));
+  input.dispatchEvent(new Event("change", {bubbles: true}));
+}</script>""",
     "dropzone": """<h1>Dropzone</h1><link rel="stylesheet" href="/npm/dropzone/dist/dropzone.css">
 <form id="dz" class="dropzone" action="/upload?page=/dropzone"></form>
 <script src="/npm/dropzone/dist/dropzone-min.js"></script>
