@@ -12,7 +12,8 @@ import hmac
 import sqlite3
 import threading
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -51,13 +52,18 @@ class Marker:
     def prepare(self, data: bytes, site: str, *, origin: str | None = None, name: str | None = None,
                 alpha: float | None = None) -> Outcome:
         """Mark `data` for `site` (no ledger row yet)."""
+        digest_in = _digests.submit(_sha256, data)  # hashed on another core while the photo decodes
         with self._lock:
             site_settings = settings.get(self.conn, site)
-        base = ledger.Upload(time=db.now(), site=site, status="skipped", origin=origin, name=name,
-                             sha256_in=hashlib.sha256(data).hexdigest(), size_in=len(data))
-        if not self._selected(base.sha256_in, site_settings.fraction):
-            return Outcome(replace(base, reason=f"not selected: this site marks {site_settings.fraction:.0%} of "
-                                                "photos, chosen by content", **_passthrough(data)), data)
+
+        def outcome(data_out: bytes | None, problem: str | None = None, **fields) -> Outcome:
+            upload = ledger.Upload(time=db.now(), site=site, origin=origin, name=name, size_in=len(data),
+                                   sha256_in=digest_in.result(), **fields)
+            return Outcome(upload, data_out, problem)
+
+        if site_settings.fraction < 1 and not self._selected(digest_in.result(), site_settings.fraction):
+            return outcome(data, status="skipped", reason=f"not selected: this site marks "
+                           f"{site_settings.fraction:.0%} of photos, chosen by content", **_passthrough(data))
         with self._lock:
             mark = registry.current(self.conn, self.vault, site, site_settings.family,
                                     site_settings.rotation_seconds)
@@ -66,13 +72,12 @@ class Marker:
         try:
             photo = blend_photo(data, lambda: self._pixels(mark), strength)
         except Unmarkable as exc:
-            return Outcome(replace(base, reason=str(exc), **_passthrough(data)), data, exc.code)
+            return outcome(data, exc.code, status="skipped", reason=str(exc), **_passthrough(data))
         except BlendFailed as exc:
-            return Outcome(replace(base, status="failed", reason=str(exc)), None, exc.code)
-        marked = replace(base, status="marked", reason=photo.note, mark_id=mark.mark_id, epoch=mark.epoch,
-                         alpha=strength, sha256_out=hashlib.sha256(photo.data).hexdigest(), phash=photo.phash,
-                         width=photo.width, height=photo.height, size_out=len(photo.data), format=photo.format)
-        return Outcome(marked, photo.data)
+            return outcome(None, exc.code, status="failed", reason=str(exc))
+        return outcome(photo.data, status="marked", reason=photo.note, mark_id=mark.mark_id, epoch=mark.epoch,
+                       alpha=strength, sha256_out=_sha256(photo.data), phash=photo.phash, width=photo.width,
+                       height=photo.height, size_out=len(photo.data), format=photo.format)
 
     def record(self, outcome: Outcome) -> ledger.Upload:
         with self._lock:
@@ -105,5 +110,12 @@ class Marker:
         return pixels
 
 
+_digests = ThreadPoolExecutor(max_workers=2, thread_name_prefix="isotopes-digest")
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 def _passthrough(data: bytes) -> dict:
-    return {"sha256_out": hashlib.sha256(data).hexdigest(), "size_out": len(data)}
+    return {"sha256_out": _sha256(data), "size_out": len(data)}

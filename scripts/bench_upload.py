@@ -15,7 +15,6 @@ Elephants resized to 4000x3000 (12 MP). Usage: .venv/bin/python scripts/bench_up
 from __future__ import annotations
 
 import argparse
-import io
 import os
 import re
 import statistics
