@@ -156,16 +156,28 @@ def test_classic_form_submitted_while_the_photo_is_still_being_marked(browser):
     browser.assert_marked("/form", photo)
 
 
+def drop_files(browser, tab, selector: str, paths: list[Path]) -> None:
+    """A real, trusted drop of files from disk, through DevTools' Input.dispatchDragEvent."""
+    box = tab.locator(selector).bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    cdp = browser.context.new_cdp_session(tab)
+    data = {"items": [], "files": [str(path) for path in paths], "dragOperationsMask": 1}
+    for kind in ("dragEnter", "dragOver", "drop"):
+        cdp.send("Input.dispatchDragEvent", {"type": kind, "x": x, "y": y, "data": data})
+
+
 def test_drag_and_drop_of_a_real_file(browser):
     photo = browser.photo("dropped.jpg")
     tab = browser.open("drop")
-    box = tab.locator("#zone").bounding_box()
-    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
-    cdp = browser.context.new_cdp_session(tab)
-    data = {"items": [], "files": [str(photo)], "dragOperationsMask": 1}
-    for kind in ("dragEnter", "dragOver", "drop"):
-        cdp.send("Input.dispatchDragEvent", {"type": kind, "x": x, "y": y, "data": data})
+    drop_files(browser, tab, "#zone", [photo])
     browser.assert_marked("/drop", photo)
+
+
+def test_dropzone_widget_by_drop(browser):
+    photo = browser.photo("dropzone-dropped.jpg")
+    tab = browser.open("dropzone")
+    drop_files(browser, tab, "#dz", [photo])
+    browser.assert_marked("/dropzone", photo)
 
 
 def test_paste_from_the_clipboard(browser):
@@ -275,11 +287,7 @@ def test_a_dropped_folder_is_blocked_not_uploaded_unmarked(browser, tmp_path):
     folder.mkdir()
     (folder / "beach.jpg").write_bytes(real_photo("Aqua").read_bytes())
     tab = browser.open("drop")
-    box = tab.locator("#zone").bounding_box()
-    cdp = browser.context.new_cdp_session(tab)
-    data = {"items": [], "files": [str(folder)], "dragOperationsMask": 1}
-    for kind in ("dragEnter", "dragOver", "drop"):
-        cdp.send("Input.dispatchDragEvent", {"type": kind, "x": box["x"] + 50, "y": box["y"] + 50, "data": data})
+    drop_files(browser, tab, "#zone", [folder])
     tab.wait_for_selector("isotopes-notice", state="attached")
     time.sleep(0.5)
     assert not [item for item in browser.site.received_for("/drop") if item.name == "beach.jpg"]
