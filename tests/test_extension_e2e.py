@@ -282,15 +282,34 @@ def test_a_selection_faked_by_a_script_is_not_marked(browser):
     assert browser.ledger_row("faked.jpg") is None
 
 
-def test_a_dropped_folder_is_blocked_not_uploaded_unmarked(browser, tmp_path):
-    folder = tmp_path / "holiday"
-    folder.mkdir()
-    (folder / "beach.jpg").write_bytes(real_photo("Aqua").read_bytes())
-    tab = browser.open("drop")
+def dropped_folder(browser, tmp_path, name: str) -> tuple[Path, list[Path]]:
+    folder = tmp_path / name
+    (folder / "inner").mkdir(parents=True)
+    photos = [folder / f"{name}-beach.jpg", folder / "inner" / f"{name}-dune.jpg"]
+    photos[0].write_bytes(real_photo("Aqua").read_bytes())
+    photos[1].write_bytes(real_photo("Dune").read_bytes())
+    (folder / "notes.txt").write_text("not a photo")
+    return folder, photos
+
+
+def test_photos_in_a_dropped_folder_are_marked_when_the_page_uploads_them(browser, tmp_path):
+    """A folder reaches the page as directory entries that no re-sent drop can carry: the page walks them and
+    uploads with XMLHttpRequest, and the page-world guard swaps in the marked copies."""
+    folder, photos = dropped_folder(browser, tmp_path, "trip")
+    tab = browser.open("folder")
     drop_files(browser, tab, "#zone", [folder])
-    tab.wait_for_selector("isotopes-notice", state="attached")
-    time.sleep(0.5)
-    assert not [item for item in browser.site.received_for("/drop") if item.name == "beach.jpg"]
+    for photo in photos:
+        browser.assert_marked("/folder", photo)
+    notes = browser.received("/folder", "notes.txt")
+    assert notes.sha256 == sha256(b"not a photo")
+
+
+def test_dropzone_widget_by_folder_drop(browser, tmp_path):
+    folder, photos = dropped_folder(browser, tmp_path, "album")
+    tab = browser.open("dropzone")
+    drop_files(browser, tab, "#dz", [folder])
+    for photo in photos:
+        browser.assert_marked("/dropzone", photo)
 
 
 def test_an_image_the_page_made_itself_is_not_marked(browser):

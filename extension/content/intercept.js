@@ -8,7 +8,7 @@
 "use strict";
 
 (() => {
-  const {isImageFile, enabledSiteForHost, bytesToBase64, base64ToBytes} = globalThis.Isotopes;
+  const {isImageFile, enabledSiteForHost, bytesToBase64, base64ToBytes, sha256Hex} = globalThis.Isotopes;
 
   // --- talking to the background -----------------------------------------------------------------------------
 
@@ -120,7 +120,7 @@
   const resubmitting = new WeakSet();
   let pendingJobs = 0;
 
-  // Tell submit-guard.js (the page world) whether photos are being marked, so form.submit() called by a
+  // Tell page-guard.js (the page world) whether photos are being marked, so form.submit() called by a
   // script waits too. A page could forge these messages, but only to delay or drop its own submissions.
   function announcePending(blocked) {
     window.postMessage({channel: "isotopes-pending", count: pendingJobs, blocked}, "*");
@@ -256,14 +256,69 @@
   window.addEventListener("input", onFileInputEvent, true);
   window.addEventListener("change", onFileInputEvent, true);
 
-  // --- drag and drop, paste ----------------------------------------------------------------------------------------
+  // --- dropped folders ----------------------------------------------------------------------------------------
+  // A folder reaches the page as directory entries, which a re-sent drop cannot carry. So a drop with a folder
+  // passes untouched, the photos in it are read here from the user's trusted drop, and page-guard.js swaps
+  // them for marked copies when the page uploads them with fetch() or XMLHttpRequest.
 
-  function holdsFolder(transfer) {
-    return Array.from(transfer.items || []).some((item) => {
-      const entry = item.kind === "file" && item.webkitGetAsEntry ? item.webkitGetAsEntry() : null;
-      return Boolean(entry && entry.isDirectory);
-    });
+  const droppedPhotos = new Set(); // sha256 of the photos in folders the user dropped on this page
+  let droppedReady = Promise.resolve();
+
+  const digest = async (blob) => sha256Hex(new Uint8Array(await blob.arrayBuffer()));
+  const readEntries = (reader) => new Promise((resolve, reject) => reader.readEntries(resolve, reject));
+  const entryFile = (entry) => new Promise((resolve, reject) => entry.file(resolve, reject));
+
+  async function photosIn(entry) {
+    if (entry.isFile) {
+      const file = await entryFile(entry);
+      return isImageFile(file) ? [file] : [];
+    }
+    const reader = entry.createReader();
+    const found = [];
+    for (let batch = await readEntries(reader); batch.length; batch = await readEntries(reader)) {
+      for (const child of batch) found.push(...await photosIn(child));
+    }
+    return found;
   }
+
+  function folderEntries(transfer) {
+    const entries = Array.from(transfer.items || [])
+      .map((item) => (item.kind === "file" && item.webkitGetAsEntry ? item.webkitGetAsEntry() : null))
+      .filter(Boolean);
+    return entries.some((entry) => entry.isDirectory) ? entries : null;
+  }
+
+  function rememberDroppedPhotos(entries) {
+    const reading = Promise.all(entries.map((entry) => photosIn(entry).catch(() => [])))
+      .then(async (lists) => {
+        for (const file of lists.flat()) droppedPhotos.add(await digest(file));
+      });
+    droppedReady = Promise.all([droppedReady, reading]);
+  }
+
+  window.addEventListener("message", async (event) => {
+    const message = event.data;
+    if (event.source !== window || !message || message.channel !== "isotopes-upload" ||
+        message.direction !== "to-extension") return;
+    const answer = {channel: "isotopes-upload", direction: "to-page", id: message.id};
+    const file = message.file;
+    await droppedReady;
+    if (!(file instanceof Blob) || !droppedPhotos.size || !droppedPhotos.has(await digest(file))) {
+      window.postMessage({...answer, unchanged: true}, "*");
+      return;
+    }
+    await siteKnown;
+    const named = file instanceof File ? file : new File([file], "photo", {type: file.type});
+    const result = site ? await markFile(named) : {file: named};
+    if (!result.file) {
+      showBlocked([{name: named.name, reason: result.reason}]);
+      window.postMessage({...answer, blocked: `Isotopes blocked ${named.name}: ${result.reason}`}, "*");
+      return;
+    }
+    window.postMessage({...answer, file: result.file === named ? null : result.file}, "*");
+  });
+
+  // --- drag and drop, paste ----------------------------------------------------------------------------------------
 
   function onTransfer(event) {
     if (ourEvents.has(event) || !event.isTrusted || site === null) return;
@@ -271,16 +326,9 @@
     if (!transfer) return;
     const target = event.composedPath()[0] || event.target;
     if (isFileInput(target)) return; // a drop onto a file input arrives as its input/change events
-    if (event.type === "drop" && holdsFolder(transfer)) {
-      // The photos inside a folder cannot be swapped in a re-sent drop: apply the fail-safe to the folder.
-      const choice = site && site.on_failure === "original" ? "original" : "block";
-      send({type: "fail-safe", choice, name: "a folder", reason: "photos inside folders cannot be marked"});
-      if (choice === "block") {
-        event.preventDefault();
-        event.stopImmediatePropagation();
-        showNotice("Isotopes blocked a dropped folder: photos inside folders cannot be marked. Drop the photos " +
-          "themselves instead.");
-      }
+    const folders = event.type === "drop" ? folderEntries(transfer) : null;
+    if (folders) {
+      rememberDroppedPhotos(folders);
       return;
     }
     const files = Array.from(transfer.files || []);

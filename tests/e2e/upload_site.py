@@ -43,6 +43,29 @@ PAGES = {
 zone.addEventListener("dragover", (e) => e.preventDefault());
 zone.addEventListener("drop", (e) => { e.preventDefault(); for (const f of e.dataTransfer.files) upload(f, "drop"); });
 </script>""",
+    "folder": """<h1>Folder drop</h1><div id="zone" style="width:400px;height:300px;border:3px dashed #555">Drop a folder</div>
+<script>const zone = document.getElementById("zone");
+const readAll = (reader) => new Promise((resolve) => reader.readEntries(resolve));
+async function walk(entry) {
+  if (entry.isFile) {
+    const file = await new Promise((resolve) => entry.file(resolve));
+    const body = new FormData();
+    body.append("photo", file, file.name);
+    const xhr = new XMLHttpRequest();
+    xhr.open("POST", "/upload?page=/folder");
+    xhr.send(body);
+    return;
+  }
+  const reader = entry.createReader();
+  for (let batch = await readAll(reader); batch.length; batch = await readAll(reader)) {
+    for (const child of batch) await walk(child);
+  }
+}
+zone.addEventListener("dragover", (e) => e.preventDefault());
+zone.addEventListener("drop", (e) => {
+  e.preventDefault();
+  for (const item of e.dataTransfer.items) walk(item.webkitGetAsEntry());
+});</script>""",
     "paste": """<h1>Paste</h1><textarea id="box">Paste a photo here</textarea>
 <script>document.addEventListener("paste", (e) => {
   for (const f of e.clipboardData.files) { e.preventDefault(); upload(f, "paste"); }
