@@ -3,15 +3,15 @@
 "use strict";
 
 if (typeof importScripts === "function") {
-  importScripts("lib/chunks.js", "lib/sites.js", "lib/agent.js");
+  importScripts("lib/webext.js", "lib/chunks.js", "lib/sites.js", "lib/agent.js");
 }
 
-const {AgentClient, AgentError, enabledSiteForHost} = globalThis.Isotopes;
+const {AgentClient, AgentError, enabledSiteForHost, ext} = globalThis.Isotopes;
 const HOST_NAME = "org.isotopes.agent";
-const EXTENSION_ORIGIN = chrome.runtime.getURL("");
+const EXTENSION_ORIGIN = ext.runtime.getURL("");
 
-const agent = new AgentClient(() => chrome.runtime.connectNative(HOST_NAME),
-                              () => chrome.runtime.lastError && chrome.runtime.lastError.message);
+const agent = new AgentClient(() => ext.runtime.connectNative(HOST_NAME),
+                              () => ext.runtime.lastError && ext.runtime.lastError.message);
 
 // Site settings live in the agent. A copy is kept in storage so the fail-safe still knows each site's
 // choice when the agent is missing; every question asks the agent first (a local call of about a millisecond),
@@ -24,11 +24,11 @@ async function knownSites() {
     const text = JSON.stringify(sites);
     if (text !== lastSites) { // only a real change wakes the content scripts (storage.onChanged)
       lastSites = text;
-      await chrome.storage.local.set({sites});
+      await ext.storage.local.set({sites});
     }
     return sites;
   } catch (error) {
-    return (await chrome.storage.local.get("sites")).sites || [];
+    return (await ext.storage.local.get("sites")).sites || [];
   }
 }
 
@@ -57,8 +57,8 @@ const markedPerTab = new Map();
 async function showMarked(tabId) {
   const count = (markedPerTab.get(tabId) || 0) + 1;
   markedPerTab.set(tabId, count);
-  await chrome.action.setBadgeBackgroundColor({tabId, color: "#1d6b3a"});
-  await chrome.action.setBadgeText({tabId, text: String(count)});
+  await ext.action.setBadgeBackgroundColor({tabId, color: "#1d6b3a"});
+  await ext.action.setBadgeText({tabId, text: String(count)});
 }
 
 // A file name comes from the page: shown only shortened and stripped of control characters.
@@ -68,17 +68,17 @@ function safeName(name) {
 }
 
 async function showFailSafe(tabId, choice, name, reason) {
-  await chrome.action.setBadgeBackgroundColor({tabId, color: "#b3261e"});
-  await chrome.action.setBadgeText({tabId, text: "!"});
+  await ext.action.setBadgeBackgroundColor({tabId, color: "#b3261e"});
+  await ext.action.setBadgeText({tabId, text: "!"});
   const title = choice === "original" ? "Uploaded without your mark" : "Upload blocked";
   const file = `"${safeName(name)}"`;
   const message = choice === "original"
     ? `${file} was uploaded unmarked: ${reason}`
     : `${file} was not uploaded because it could not be marked: ${reason}`;
-  await chrome.notifications.create({type: "basic", iconUrl: "icons/icon-128.png", title, message});
+  await ext.notifications.create({type: "basic", iconUrl: "icons/icon-128.png", title, message});
 }
 
-chrome.tabs.onRemoved.addListener((tabId) => markedPerTab.delete(tabId));
+ext.tabs.onRemoved.addListener((tabId) => markedPerTab.delete(tabId));
 
 // --- messages ------------------------------------------------------------------------------------------------
 
@@ -117,7 +117,7 @@ const handlers = {
   },
 };
 
-chrome.runtime.onMessage.addListener((message, sender, sendResponse) => {
+ext.runtime.onMessage.addListener((message, sender, sendResponse) => {
   const handler = message && Object.prototype.hasOwnProperty.call(handlers, message.type) && handlers[message.type];
   if (!handler) return false;
   handler(message, sender).then(

@@ -8,15 +8,15 @@
 "use strict";
 
 (() => {
-  const {isImageFile, enabledSiteForHost, bytesToBase64, base64ToBytes, sha256Hex} = globalThis.Isotopes;
+  const {isImageFile, enabledSiteForHost, base64ToBytes, blobBase64, sha256Hex, ext} = globalThis.Isotopes;
 
   // --- talking to the background -----------------------------------------------------------------------------
 
-  // chrome.runtime.sendMessage, but never throwing: an extension that was reloaded under this page, or a
+  // runtime.sendMessage, but never throwing: an extension that was reloaded under this page, or a
   // background that does not answer, becomes an error reply like any other.
   async function send(message) {
     try {
-      const reply = await chrome.runtime.sendMessage(message);
+      const reply = await ext.runtime.sendMessage(message);
       return reply || {ok: false, error: {code: "internal_error", message: "the extension's background did not answer"}};
     } catch (error) {
       return {ok: false, error: {code: "extension_unavailable",
@@ -37,7 +37,7 @@
         return;
       }
       try { // the background could not say: fall back to the last copy of the settings
-        site = enabledSiteForHost(location.hostname, (await chrome.storage.local.get("sites")).sites);
+        site = enabledSiteForHost(location.hostname, (await ext.storage.local.get("sites")).sites);
       } catch (error) {
         site = null;
       }
@@ -45,7 +45,7 @@
   }
 
   learnSite();
-  chrome.storage.onChanged.addListener((changes, area) => {
+  ext.storage.onChanged.addListener((changes, area) => {
     if (area === "local" && changes.sites) learnSite();
   });
 
@@ -63,7 +63,7 @@
     if (!isImageFile(file)) return {file};
     let image;
     try {
-      image = bytesToBase64(new Uint8Array(await file.arrayBuffer()));
+      image = await blobBase64(file);
     } catch (error) {
       return failSafe(file, `the photo could not be read for marking (${error.message})`);
     }
@@ -187,7 +187,8 @@
   function shadowRootOf(node) {
     // Chromium exposes closed roots to extensions through chrome.dom, Firefox through the element itself.
     if (!(node instanceof Element)) return null;
-    if (chrome.dom && chrome.dom.openOrClosedShadowRoot) return chrome.dom.openOrClosedShadowRoot(node);
+    const dom = globalThis.chrome && globalThis.chrome.dom;
+    if (dom && dom.openOrClosedShadowRoot) return dom.openOrClosedShadowRoot(node);
     return node.openOrClosedShadowRoot ? node.openOrClosedShadowRoot() : null;
   }
 
@@ -264,7 +265,7 @@
   const droppedPhotos = new Set(); // sha256 of the photos in folders the user dropped on this page
   let droppedReady = Promise.resolve();
 
-  const digest = async (blob) => sha256Hex(new Uint8Array(await blob.arrayBuffer()));
+  const digest = async (blob) => sha256Hex(base64ToBytes(await blobBase64(blob)));
   const readEntries = (reader) => new Promise((resolve, reject) => reader.readEntries(resolve, reject));
   const entryFile = (entry) => new Promise((resolve, reject) => entry.file(resolve, reject));
 

@@ -14,7 +14,8 @@
   }
 
   class AgentClient {
-    // `connect` returns a new port (chrome.runtime.connectNative(...)); `lastError` reads why a port closed.
+    // `connect` returns a new port (runtime.connectNative(...)); `lastError` reads why a port closed (Chromium;
+    // Firefox puts the reason on the port).
     constructor(connect, lastError) {
       this.connect = connect;
       this.lastError = lastError || (() => null);
@@ -80,7 +81,7 @@
       if (this.port !== port) return;
       this.port = null;
       this.assembler.reset();
-      const reason = this.lastError() || "the agent closed the connection";
+      const reason = (port.error && port.error.message) || this.lastError() || "the agent closed the connection";
       const error = new AgentError("agent_unavailable", `the Isotopes agent is not available: ${reason}`);
       for (const waiting of this.waiting.values()) waiting.reject(error);
       this.waiting.clear();

@@ -19,10 +19,21 @@
     return bytes;
   }
 
+  // A Blob or File as base64, read by the browser itself. A string also crosses safely out of a page's File
+  // in a Firefox content script, where the page's buffers cannot be wrapped ("Permission denied").
+  function blobBase64(blob) {
+    return new Promise((resolve, reject) => {
+      const reader = new FileReader();
+      reader.onload = () => resolve(String(reader.result).slice(String(reader.result).indexOf(",") + 1));
+      reader.onerror = () => reject(reader.error || new Error("the file could not be read"));
+      reader.readAsDataURL(blob);
+    });
+  }
+
   async function sha256Hex(bytes) {
     const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
     return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
   }
 
-  Object.assign(exports, {bytesToBase64, base64ToBytes, sha256Hex});
+  Object.assign(exports, {bytesToBase64, base64ToBytes, blobBase64, sha256Hex});
 })(typeof module === "object" ? module.exports : (globalThis.Isotopes = globalThis.Isotopes || {}));

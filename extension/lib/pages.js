@@ -11,7 +11,7 @@
 
   // Run an agent action (native_host/PROTOCOL.md) and return its data, or throw PageError.
   async function callAgent(action, params) {
-    const reply = await chrome.runtime.sendMessage({type: "agent", action, params});
+    const reply = await globalThis.Isotopes.ext.runtime.sendMessage({type: "agent", action, params});
     if (!reply) throw new PageError("agent_unavailable", "the extension's background did not answer");
     if (!reply.ok) throw new PageError(reply.error.code, reply.error.message);
     return reply.data;

@@ -2,7 +2,7 @@
 "use strict";
 
 (() => {
-  const {callAgent, el, rotationLabel, PRESET_SITES} = globalThis.Isotopes;
+  const {callAgent, el, rotationLabel, PRESET_SITES, ext} = globalThis.Isotopes;
   const agentStatus = document.getElementById("agent-status");
   const unlockForm = document.getElementById("unlock-form");
   const siteBox = document.getElementById("site");
@@ -11,8 +11,8 @@
   // The tab the popup is about: the active one, or ?tab=ID when the popup is opened as a page (tests do).
   async function activeTabUrl() {
     const requested = Number(new URLSearchParams(location.search).get("tab"));
-    const [tab] = requested ? [await chrome.tabs.get(requested)]
-      : await chrome.tabs.query({active: true, currentWindow: true});
+    const [tab] = requested ? [await ext.tabs.get(requested)]
+      : await ext.tabs.query({active: true, currentWindow: true});
     return tab && tab.url;
   }
 
