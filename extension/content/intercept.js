@@ -8,7 +8,7 @@
 "use strict";
 
 (() => {
-  const {isImageFile, enabledSiteForHost, base64ToBytes, blobBase64, sha256Hex, ext} = globalThis.Isotopes;
+  const {isImageFile, enabledSiteForHost, base64ToBytes, blobBase64, ext} = globalThis.Isotopes;
 
   // --- talking to the background -----------------------------------------------------------------------------
 
@@ -120,7 +120,7 @@
   const resubmitting = new WeakSet();
   let pendingJobs = 0;
 
-  // Tell page-guard.js (the page world) whether photos are being marked, so form.submit() called by a
+  // Tell submit-guard.js (the page world) whether photos are being marked, so form.submit() called by a
   // script waits too. A page could forge these messages, but only to delay or drop its own submissions.
   function announcePending(blocked) {
     window.postMessage({channel: "isotopes-pending", count: pendingJobs, blocked}, "*");
@@ -144,7 +144,17 @@
     });
   }
 
-  window.addEventListener("submit", (event) => {
+  // Everything pending for the form, including jobs that start while waiting (a newer selection); false when
+  // a photo was blocked, in which case the form is not sent at all.
+  async function settled(form) {
+    for (let jobs = pendingByForm.get(form); jobs && jobs.size; jobs = pendingByForm.get(form)) {
+      const outcomes = await Promise.all([...jobs]);
+      if (outcomes.some((outcome) => outcome.blocked.length)) return false;
+    }
+    return true;
+  }
+
+  function onSubmit(event) {
     const form = event.target;
     if (resubmitting.has(form)) return;
     const jobs = pendingByForm.get(form);
@@ -152,8 +162,8 @@
     event.preventDefault();
     event.stopImmediatePropagation();
     const submitter = event.submitter;
-    Promise.all([...jobs]).then((outcomes) => {
-      if (outcomes.some((outcome) => outcome.blocked.length)) return; // a blocked photo: the form is not sent
+    settled(form).then((send) => {
+      if (!send) return;
       resubmitting.add(form);
       try {
         form.requestSubmit(submitter && submitter.isConnected && submitter.form === form ? submitter : undefined);
@@ -161,27 +171,18 @@
         resubmitting.delete(form);
       }
     });
-  }, true);
+  }
+
+  window.addEventListener("submit", onSubmit, true);
 
   // --- file inputs -----------------------------------------------------------------------------------------------
 
   const ourEvents = new WeakSet();
   const inputState = new WeakMap(); // input -> {generation, emptied: the empty list it holds while marking}
-  const lastSeen = new WeakMap(); // input -> the FileList last looked at
   const hookedRoots = new WeakSet();
 
   function isFileInput(node) {
     return node instanceof HTMLInputElement && node.type === "file";
-  }
-
-  // The file input an input/change event is about; also behind closed shadow roots, where the event arrives
-  // retargeted to the shadow host.
-  function fileInputOf(event) {
-    const first = event.composedPath()[0];
-    if (isFileInput(first)) return first;
-    // Typing fires InputEvents; a file input fires a plain Event. Only those are worth a search.
-    if (event instanceof InputEvent || first !== event.target) return null;
-    return findInClosedRoots(event.target);
   }
 
   function shadowRootOf(node) {
@@ -192,25 +193,27 @@
     return node.openOrClosedShadowRoot ? node.openOrClosedShadowRoot() : null;
   }
 
-  // The input under `node`'s shadow root whose selection just changed.
-  function findInClosedRoots(node) {
-    const root = shadowRootOf(node);
-    if (!root) return null;
-    for (const element of root.querySelectorAll("*")) {
-      if (isFileInput(element) && element.files && element.files !== lastSeen.get(element)) return element;
-      const inner = findInClosedRoots(element);
-      if (inner) return inner;
-    }
-    return null;
+  // Listen inside a shadow root, where events are not retargeted: `change` and `submit` never leave a root,
+  // and an `input` from a closed root reaches the window only as an event of its host.
+  function hookRoot(root) {
+    if (hookedRoots.has(root)) return;
+    hookedRoots.add(root);
+    root.addEventListener("input", onFileInputEvent, true);
+    root.addEventListener("change", onFileInputEvent, true);
+    root.addEventListener("submit", onSubmit, true);
   }
 
-  // `change` does not leave a shadow root: watch it inside every root between the input and the document.
-  function hookShadowRoots(input) {
-    for (let root = input.getRootNode(); root instanceof ShadowRoot; root = root.host.getRootNode()) {
-      if (hookedRoots.has(root)) continue;
-      hookedRoots.add(root);
-      root.addEventListener("change", onFileInputEvent, true);
-    }
+  // Hook every shadow root under `host`, closed ones included. Called while an event from inside is still on
+  // its way down: listeners added to roots it has not reached yet still receive it.
+  function hookRootsUnder(host) {
+    const root = shadowRootOf(host);
+    if (!root) return;
+    hookRoot(root);
+    for (const element of root.querySelectorAll("*")) hookRootsUnder(element);
+  }
+
+  function hookRootsAbove(input) {
+    for (let root = input.getRootNode(); root instanceof ShadowRoot; root = root.host.getRootNode()) hookRoot(root);
   }
 
   function dispatchAgain(input) {
@@ -223,29 +226,31 @@
 
   function onFileInputEvent(event) {
     if (ourEvents.has(event) || !event.isTrusted) return;
-    const input = fileInputOf(event);
-    if (!input) return;
+    const input = event.composedPath()[0];
+    if (!isFileInput(input)) {
+      // Retargeted from a closed shadow root (typing fires InputEvents; a file input a plain Event): hook the
+      // roots below, and handle the event there, where its real target shows.
+      if (!(event instanceof InputEvent) && input === event.target) hookRootsUnder(event.target);
+      return;
+    }
     const state = inputState.get(input);
     if (state && state.emptied && input.files === state.emptied) {
       event.stopImmediatePropagation(); // the `change` that follows the `input` being handled
       return;
     }
-    lastSeen.set(input, input.files);
     const files = Array.from(input.files || []);
     if (!files.length || site === null || !files.some(isImageFile)) return;
     event.stopImmediatePropagation();
-    hookShadowRoots(input);
+    hookRootsAbove(input);
     // Until marking ends the input holds nothing, so even a script calling form.submit() cannot send an
     // unmarked photo. A newer selection supersedes this one.
     const generation = (state ? state.generation : 0) + 1;
     const emptied = new DataTransfer().files;
     inputState.set(input, {generation, emptied});
     input.files = emptied;
-    lastSeen.set(input, emptied);
     const job = markFiles(files).then(({files: kept, blocked}) => {
-      if (inputState.get(input).generation !== generation) return {blocked: []};
+      if (inputState.get(input).generation !== generation) return {blocked: []}; // the newer job decides
       input.files = transferWith(kept).files;
-      lastSeen.set(input, input.files);
       inputState.set(input, {generation, emptied: null});
       if (blocked.length) showBlocked(blocked);
       if (kept.length) dispatchAgain(input);
@@ -257,67 +262,18 @@
   window.addEventListener("input", onFileInputEvent, true);
   window.addEventListener("change", onFileInputEvent, true);
 
-  // --- dropped folders ----------------------------------------------------------------------------------------
-  // A folder reaches the page as directory entries, which a re-sent drop cannot carry. So a drop with a folder
-  // passes untouched, the photos in it are read here from the user's trusted drop, and page-guard.js swaps
-  // them for marked copies when the page uploads them with fetch() or XMLHttpRequest.
-
-  const droppedPhotos = new Set(); // sha256 of the photos in folders the user dropped on this page
-  let droppedReady = Promise.resolve();
-
-  const digest = async (blob) => sha256Hex(base64ToBytes(await blobBase64(blob)));
-  const readEntries = (reader) => new Promise((resolve, reject) => reader.readEntries(resolve, reject));
-  const entryFile = (entry) => new Promise((resolve, reject) => entry.file(resolve, reject));
-
-  async function photosIn(entry) {
-    if (entry.isFile) {
-      const file = await entryFile(entry);
-      return isImageFile(file) ? [file] : [];
-    }
-    const reader = entry.createReader();
-    const found = [];
-    for (let batch = await readEntries(reader); batch.length; batch = await readEntries(reader)) {
-      for (const child of batch) found.push(...await photosIn(child));
-    }
-    return found;
+  function holdsFolder(transfer) {
+    return Array.from(transfer.items || []).some((item) => {
+      const entry = item.kind === "file" && item.webkitGetAsEntry ? item.webkitGetAsEntry() : null;
+      return Boolean(entry && entry.isDirectory);
+    });
   }
 
-  function folderEntries(transfer) {
-    const entries = Array.from(transfer.items || [])
-      .map((item) => (item.kind === "file" && item.webkitGetAsEntry ? item.webkitGetAsEntry() : null))
-      .filter(Boolean);
-    return entries.some((entry) => entry.isDirectory) ? entries : null;
-  }
-
-  function rememberDroppedPhotos(entries) {
-    const reading = Promise.all(entries.map((entry) => photosIn(entry).catch(() => [])))
-      .then(async (lists) => {
-        for (const file of lists.flat()) droppedPhotos.add(await digest(file));
-      });
-    droppedReady = Promise.all([droppedReady, reading]);
-  }
-
-  window.addEventListener("message", async (event) => {
-    const message = event.data;
-    if (event.source !== window || !message || message.channel !== "isotopes-upload" ||
-        message.direction !== "to-extension") return;
-    const answer = {channel: "isotopes-upload", direction: "to-page", id: message.id};
-    const file = message.file;
-    await droppedReady;
-    if (!(file instanceof Blob) || !droppedPhotos.size || !droppedPhotos.has(await digest(file))) {
-      window.postMessage({...answer, unchanged: true}, "*");
-      return;
-    }
-    await siteKnown;
-    const named = file instanceof File ? file : new File([file], "photo", {type: file.type});
-    const result = site ? await markFile(named) : {file: named};
-    if (!result.file) {
-      showBlocked([{name: named.name, reason: result.reason}]);
-      window.postMessage({...answer, blocked: `Isotopes blocked ${named.name}: ${result.reason}`}, "*");
-      return;
-    }
-    window.postMessage({...answer, file: result.file === named ? null : result.file}, "*");
-  });
+  // A drag that started in this document carries the page's own content, not the user's files: not marked
+  // (a page could otherwise drag an image of its own and read the mark back out of the marked copy).
+  let dragFromPage = false;
+  window.addEventListener("dragstart", (event) => { if (event.isTrusted) dragFromPage = true; }, true);
+  window.addEventListener("dragend", () => { dragFromPage = false; }, true);
 
   // --- drag and drop, paste ----------------------------------------------------------------------------------------
 
@@ -327,9 +283,20 @@
     if (!transfer) return;
     const target = event.composedPath()[0] || event.target;
     if (isFileInput(target)) return; // a drop onto a file input arrives as its input/change events
-    const folders = event.type === "drop" ? folderEntries(transfer) : null;
-    if (folders) {
-      rememberDroppedPhotos(folders);
+    if (event.type === "drop" && dragFromPage) {
+      dragFromPage = false;
+      return;
+    }
+    if (event.type === "drop" && holdsFolder(transfer)) {
+      // A re-sent drop cannot carry a folder's entries, so its photos cannot be swapped: the fail-safe decides.
+      const choice = site && site.on_failure === "original" ? "original" : "block";
+      send({type: "fail-safe", choice, name: "a folder", reason: "photos inside a dropped folder cannot be marked"});
+      if (choice === "block") {
+        event.preventDefault();
+        event.stopImmediatePropagation();
+        showNotice("Isotopes blocked a dropped folder: photos inside folders cannot be marked. Drop the photos " +
+          "themselves instead.");
+      }
       return;
     }
     const files = Array.from(transfer.files || []);

@@ -16,9 +16,10 @@
   class AgentClient {
     // `connect` returns a new port (runtime.connectNative(...)); `lastError` reads why a port closed (Chromium;
     // Firefox puts the reason on the port).
-    constructor(connect, lastError) {
+    constructor(connect, lastError, timeoutMs = 60000) {
       this.connect = connect;
       this.lastError = lastError || (() => null);
+      this.timeoutMs = timeoutMs; // an agent that stalls must not hold an upload forever
       this.port = null;
       this.nextId = 1;
       this.waiting = new Map(); // id -> {resolve, reject}
@@ -35,7 +36,13 @@
           return;
         }
         const id = `x${this.nextId++}`;
-        this.waiting.set(id, {resolve, reject});
+        const timer = setTimeout(() => this.fail(id, new AgentError(
+          "agent_unavailable", `the Isotopes agent did not answer within ${this.timeoutMs / 1000} s`)), this.timeoutMs);
+        const settle = (finish) => (value) => {
+          clearTimeout(timer);
+          finish(value);
+        };
+        this.waiting.set(id, {resolve: settle(resolve), reject: settle(reject)});
         try {
           port.postMessage({id, version: 1, action, params: params || {}});
         } catch (error) {

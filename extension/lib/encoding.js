@@ -30,10 +30,5 @@
     });
   }
 
-  async function sha256Hex(bytes) {
-    const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
-    return Array.from(digest, (byte) => byte.toString(16).padStart(2, "0")).join("");
-  }
-
-  Object.assign(exports, {bytesToBase64, base64ToBytes, blobBase64, sha256Hex});
+  Object.assign(exports, {bytesToBase64, base64ToBytes, blobBase64});
 })(typeof module === "object" ? module.exports : (globalThis.Isotopes = globalThis.Isotopes || {}));

@@ -10,13 +10,18 @@
   const previewAlpha = document.getElementById("preview-alpha");
   let sites = [];
 
+  // Save one change. The controls already show it, so nothing is redrawn (focus stays where the user is);
+  // only a refused change reloads the table, to show what the agent kept.
   async function save(site, changes) {
     try {
-      await callAgent("sites.set", {site, ...changes});
+      const saved = await callAgent("sites.set", {site, ...changes});
+      sites = sites.map((entry) => (entry.site === site ? saved : entry));
+      const label = tbody.querySelector(`tr[data-site="${CSS.escape(site)}"] td[data-label="Marking"] label`);
+      if (label) label.textContent = saved.enabled ? " on" : " off";
     } catch (error) {
       document.getElementById("add-error").textContent = `${site}: ${error.message}`;
+      await load();
     }
-    await load();
   }
 
   function row(entry) {

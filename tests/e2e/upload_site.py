@@ -77,6 +77,21 @@ const input = root.querySelector("input");
 input.addEventListener("change", () => { for (const f of input.files) upload(f, "shadow"); });
 window.closedInput = input;  // for the test to select a file: Playwright cannot reach into closed roots
 </script>""",
+    "shadow-two": """<h1>Two inputs in a closed shadow root</h1><div id="host"></div>
+<script>const root = document.getElementById("host").attachShadow({mode: "closed"});
+root.innerHTML = '<input id="a" type="file"><input id="b" type="file">';
+for (const input of root.querySelectorAll("input")) {
+  input.addEventListener("change", () => { for (const f of input.files) upload(f, "shadow-two"); });
+}
+window.secondInput = root.getElementById("b");
+</script>""",
+    "shadow-form": """<h1>A form in a closed shadow root</h1><div id="host"></div>
+<script>const root = document.getElementById("host").attachShadow({mode: "closed"});
+root.innerHTML = '<form action="/upload?page=/shadow-form" method="post" enctype="multipart/form-data">' +
+  '<input type="file" name="photo"><button type="submit">Send</button></form>';
+window.formInput = root.querySelector("input");
+window.formButton = root.querySelector("button");
+</script>""",
     "iframe": """<h1>Upload inside an iframe</h1><iframe id="frame" src="/plain" width="600" height="300"></iframe>""",
     "script": """<h1>Script upload</h1><button id="go">Upload the page's own photo</button>
 <script>document.getElementById("go").addEventListener("click", async () => {

@@ -113,3 +113,11 @@ test("base64 round trip of binary data", () => {
   assert.deepEqual(base64ToBytes(bytesToBase64(bytes)), bytes);
   assert.equal(bytesToBase64(new Uint8Array([0, 255, 10])), "AP8K");
 });
+
+test("a request the agent never answers fails after the timeout", async () => {
+  const port = fakePort();
+  const client = new AgentClient(() => port, null, 50);
+  await assert.rejects(client.request("mark", {image: "AAAA"}),
+                       (error) => error.code === "agent_unavailable" && /did not answer/.test(error.message));
+  port.deliver({id: port.sent[0].id, ok: true, data: {}}); // a late answer is ignored
+});
