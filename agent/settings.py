@@ -59,11 +59,6 @@ def get(conn: sqlite3.Connection, site: str) -> SiteSettings:
                         family=row["family"] or DEFAULT_FAMILY, on_failure=row["on_failure"])
 
 
-def put(conn: sqlite3.Connection, settings: SiteSettings) -> None:
-    with db.transaction(conn):
-        _write(conn, settings)
-
-
 def update(conn: sqlite3.Connection, site: str, **changes) -> SiteSettings:
     """Change some settings of a site and return the result; read and write in one transaction, so two
     writers changing different settings at once both keep their change."""
