@@ -452,6 +452,8 @@ def test_options_page_sets_strength_rotation_fail_safe_and_previews(browser):
     options.select_option("#preview-site", "flickr.com")
     options.wait_for_selector("#preview-after[src^='data:image/jpeg']")
     assert "flickr.com" in options.text_content("#preview-caption")
+    options.set_viewport_size({"width": 640, "height": 900})  # what a 1280 px window shows at 200% zoom
+    assert options.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")
 
 
 def test_a_locked_vault_blocks_until_the_popup_unlocks_it(playwright, tmp_path_factory, site):

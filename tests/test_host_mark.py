@@ -104,9 +104,13 @@ def test_site_settings_change_the_next_mark(host):
     rotated = host.request("marks.rotate", {"site": "photos.example"})["data"]
     third = host.request("mark", {"image": image, "site": "photos.example"})["data"]
     assert third["mark_id"] == rotated["mark_id"] != second["mark_id"]
+    family = host.request("sites.set", {"site": "photos.example", "family": "structured"})["data"]
+    fourth = host.request("mark", {"image": image, "site": "photos.example"})["data"]
+    assert family["family"] == "structured" and fourth["mark_id"] not in (third["mark_id"], second["mark_id"])
     marks = host.request("marks.list")["data"]["marks"]
-    assert [(m["epoch"], m["uploads"], m["current"]) for m in marks] == [(0, 2, False), (1, 1, True)]
-    assert host.request("stats")["data"]["sites"]["photos.example"]["marked"] == 3
+    assert [(m["epoch"], m["family"], m["uploads"], m["current"]) for m in marks] == [
+        (0, "texture", 2, False), (1, "texture", 1, False), (2, "structured", 1, True)]
+    assert host.request("stats")["data"]["sites"]["photos.example"]["marked"] == 4
     host.request("sites.set", {"site": "photos.example", "fraction": 0.0})
     skipped = host.request("mark", {"image": image, "site": "photos.example"})["data"]
     assert skipped["status"] == "skipped" and "image" not in skipped and "not selected" in skipped["reason"]
