@@ -1,0 +1,149 @@
+"""Train image classifiers on data that may carry isotopes, and export them the way a model API would serve them.
+
+Torch is imported here only: the agent's marking path and native host never load it. Training runs on CUDA
+when the machine has it and on the CPU otherwise; the choice goes through ``device()``, so the CPU path is the
+one the tests exercise.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .datasets import LabelledImages
+
+
+def device() -> torch.device:
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+class SmallCNN(nn.Module):
+    """conv32-conv64-fc128, the model of the preliminary measurements (shared/notes/detection.md)."""
+
+    def __init__(self, classes: int, size: int = 28):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2))
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(64 * (size // 4) ** 2, 128), nn.ReLU(),
+                                        nn.Linear(128, classes))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(images))
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """How raw RGB images become model input: written beside an exported model as its sidecar JSON."""
+
+    size: int
+    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
+    layout: str = "NCHW"
+    channel_order: str = "RGB"
+    scale: float = 1 / 255
+
+    def tensor(self, images: np.ndarray, on: torch.device) -> torch.Tensor:
+        """(N, H, W, 3) uint8 -> normalised float tensor in the model's layout."""
+        batch = torch.from_numpy(np.ascontiguousarray(images)).to(on).permute(0, 3, 1, 2).float() * self.scale
+        mean = torch.tensor(self.mean, device=on).view(1, 3, 1, 1)
+        std = torch.tensor(self.std, device=on).view(1, 3, 1, 1)
+        return (batch - mean) / std
+
+
+@dataclass
+class TrainingRun:
+    model: nn.Module
+    preprocess: Preprocess
+    classes: tuple[str, ...]
+    epochs: int
+    seconds: float
+    losses: list[float] = field(default_factory=list)
+
+
+def train(data: LabelledImages, *, epochs: int, seed: int, batch_size: int = 256, learning_rate: float = 1e-3,
+          augment: bool = True) -> TrainingRun:
+    """Adam, cross-entropy, random crop (pad 2) and horizontal flip; deterministic for a seed on the CPU."""
+    torch.manual_seed(seed)
+    generator = np.random.default_rng(seed)
+    on = device()
+    size = data.images.shape[1]
+    preprocess = Preprocess(size=size)
+    model = SmallCNN(len(data.classes), size).to(on)
+    optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    labels = torch.from_numpy(data.labels).to(on)
+    started = time.perf_counter()
+    losses = []
+    model.train()
+    for _ in range(epochs):
+        order = generator.permutation(len(data))
+        total = 0.0
+        for start in range(0, len(order), batch_size):
+            batch = order[start:start + batch_size]
+            inputs = preprocess.tensor(data.images[batch], on)
+            if augment:
+                inputs = _augment(inputs, generator)
+            loss = nn.functional.cross_entropy(model(inputs), labels[batch])
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+            total += float(loss.detach()) * len(batch)
+        losses.append(total / len(order))
+    model.eval()
+    return TrainingRun(model, preprocess, data.classes, epochs, time.perf_counter() - started, losses)
+
+
+def _augment(inputs: torch.Tensor, generator: np.random.Generator) -> torch.Tensor:
+    size = inputs.shape[-1]
+    padded = nn.functional.pad(inputs, (2, 2, 2, 2), mode="reflect")
+    dy, dx = generator.integers(0, 5, size=2)
+    cropped = padded[:, :, dy:dy + size, dx:dx + size]
+    return torch.flip(cropped, dims=[3]) if generator.random() < 0.5 else cropped
+
+
+@torch.no_grad()
+def probabilities(run: TrainingRun, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+    """Softmax outputs for (N, H, W, 3) uint8 images."""
+    on = next(run.model.parameters()).device
+    parts = [torch.softmax(run.model(run.preprocess.tensor(images[start:start + batch_size], on)), dim=1).cpu()
+             for start in range(0, len(images), batch_size)]
+    return torch.cat(parts).numpy()
+
+
+def accuracy(run: TrainingRun, data: LabelledImages) -> float:
+    return float(np.mean(probabilities(run, data.images).argmax(axis=1) == data.labels))
+
+
+class _WithSoftmax(nn.Module):
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(images), dim=1)
+
+
+def export_onnx(run: TrainingRun, path: Path) -> Path:
+    """Write the model (normalised input in, probabilities out) as ONNX, and its sidecar JSON beside it:
+    the preprocessing, the label names and the kind of output. Returns the sidecar's path. (The model is
+    moved to the CPU for the export.)"""
+    model = _WithSoftmax(run.model).cpu().eval()
+    example = torch.zeros(1, 3, run.preprocess.size, run.preprocess.size)
+    # The TorchScript-based exporter: the newer torch.export one needs onnxscript, a dependency this small
+    # convolutional model gains nothing from.
+    torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["probabilities"],
+                      dynamic_axes={"images": {0: "batch"}, "probabilities": {0: "batch"}}, dynamo=False)
+    sidecar = path.with_suffix(".json")
+    preprocess = run.preprocess
+    sidecar.write_text(json.dumps({
+        "input": {"size": [preprocess.size, preprocess.size], "layout": preprocess.layout,
+                  "channel_order": preprocess.channel_order, "scale": preprocess.scale,
+                  "mean": list(preprocess.mean), "std": list(preprocess.std)},
+        "labels": list(run.classes), "output": "probabilities"}, indent=1))
+    return sidecar
