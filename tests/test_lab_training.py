@@ -35,6 +35,7 @@ def test_training_learns_fashion_mnist_on_the_cpu_path(small_run):
 def test_onnx_export_gives_the_same_probabilities(small_run, tmp_path):
     sidecar = json.loads(export_onnx(small_run, tmp_path / "model.onnx").read_text())
     assert sidecar["labels"][0] == "T-shirt/top" and sidecar["output"] == "probabilities"
+    assert sidecar["input"]["size"] == [28, 28]
     images = fashion_mnist("test").images[:64]
     session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
     mean = np.array(sidecar["input"]["mean"], np.float32).reshape(1, 3, 1, 1)

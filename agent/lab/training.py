@@ -7,7 +7,6 @@ one the tests exercise.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..verify.preprocess import ModelCard, Preprocess
 from .datasets import LabelledImages
 
 
@@ -38,30 +38,16 @@ class SmallCNN(nn.Module):
         return self.classifier(self.features(images))
 
 
-@dataclass(frozen=True)
-class Preprocess:
-    """How raw RGB images become model input: written beside an exported model as its sidecar JSON."""
-
-    size: int
-    mean: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    std: tuple[float, float, float] = (0.5, 0.5, 0.5)
-    layout: str = "NCHW"
-    channel_order: str = "RGB"
-    scale: float = 1 / 255
-
-    def tensor(self, images: np.ndarray, on: torch.device) -> torch.Tensor:
-        """(N, H, W, 3) uint8 -> normalised float tensor in the model's layout."""
-        batch = torch.from_numpy(np.ascontiguousarray(images)).to(on).permute(0, 3, 1, 2).float() * self.scale
-        mean = torch.tensor(self.mean, device=on).view(1, 3, 1, 1)
-        std = torch.tensor(self.std, device=on).view(1, 3, 1, 1)
-        return (batch - mean) / std
-
-
 @dataclass
 class TrainingRun:
     model: nn.Module
     preprocess: Preprocess
     classes: tuple[str, ...]
+
+    @property
+    def card(self) -> ModelCard:
+        """What the exported model's sidecar says (softmax is part of the exported graph)."""
+        return ModelCard(self.preprocess, self.classes, "probabilities")
     epochs: int
     seconds: float
     losses: list[float] = field(default_factory=list)
@@ -74,7 +60,7 @@ def train(data: LabelledImages, *, epochs: int, seed: int, batch_size: int = 256
     generator = np.random.default_rng(seed)
     on = device()
     size = data.images.shape[1]
-    preprocess = Preprocess(size=size)
+    preprocess = Preprocess(size=(size, size), mean=(0.5, 0.5, 0.5), std=(0.5, 0.5, 0.5))
     model = SmallCNN(len(data.classes), size).to(on)
     optimiser = torch.optim.Adam(model.parameters(), lr=learning_rate)
     labels = torch.from_numpy(data.labels).to(on)
@@ -86,7 +72,7 @@ def train(data: LabelledImages, *, epochs: int, seed: int, batch_size: int = 256
         total = 0.0
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            inputs = preprocess.tensor(data.images[batch], on)
+            inputs = torch.from_numpy(preprocess.apply(data.images[batch])).to(on)
             if augment:
                 inputs = _augment(inputs, generator)
             loss = nn.functional.cross_entropy(model(inputs), labels[batch])
@@ -111,8 +97,8 @@ def _augment(inputs: torch.Tensor, generator: np.random.Generator) -> torch.Tens
 def probabilities(run: TrainingRun, images: np.ndarray, batch_size: int = 1024) -> np.ndarray:
     """Softmax outputs for (N, H, W, 3) uint8 images."""
     on = next(run.model.parameters()).device
-    parts = [torch.softmax(run.model(run.preprocess.tensor(images[start:start + batch_size], on)), dim=1).cpu()
-             for start in range(0, len(images), batch_size)]
+    parts = [torch.softmax(run.model(torch.from_numpy(run.preprocess.apply(images[start:start + batch_size]))
+                                     .to(on)), dim=1).cpu() for start in range(0, len(images), batch_size)]
     return torch.cat(parts).numpy()
 
 
@@ -130,20 +116,23 @@ class _WithSoftmax(nn.Module):
 
 
 def export_onnx(run: TrainingRun, path: Path) -> Path:
-    """Write the model (normalised input in, probabilities out) as ONNX, and its sidecar JSON beside it:
-    the preprocessing, the label names and the kind of output. Returns the sidecar's path. (The model is
-    moved to the CPU for the export.)"""
+    """Write the model (normalised input in, probabilities out) as ONNX, and its sidecar JSON beside it.
+    Returns the sidecar's path. (The model is moved to the CPU for the export.)"""
     model = _WithSoftmax(run.model).cpu().eval()
-    example = torch.zeros(1, 3, run.preprocess.size, run.preprocess.size)
+    height, width = run.preprocess.size
     # The TorchScript-based exporter: the newer torch.export one needs onnxscript, a dependency this small
     # convolutional model gains nothing from.
-    torch.onnx.export(model, (example,), str(path), input_names=["images"], output_names=["probabilities"],
+    torch.onnx.export(model, (torch.zeros(1, 3, height, width),), str(path), input_names=["images"],
+                      output_names=["probabilities"],
                       dynamic_axes={"images": {0: "batch"}, "probabilities": {0: "batch"}}, dynamo=False)
-    sidecar = path.with_suffix(".json")
-    preprocess = run.preprocess
-    sidecar.write_text(json.dumps({
-        "input": {"size": [preprocess.size, preprocess.size], "layout": preprocess.layout,
-                  "channel_order": preprocess.channel_order, "scale": preprocess.scale,
-                  "mean": list(preprocess.mean), "std": list(preprocess.std)},
-        "labels": list(run.classes), "output": "probabilities"}, indent=1))
-    return sidecar
+    run.card.write(path.with_suffix(".json"))
+    return path.with_suffix(".json")
+
+
+def export_torchscript(run: TrainingRun, path: Path) -> Path:
+    """The same model as TorchScript (traced), with the same sidecar. Returns the sidecar's path."""
+    model = _WithSoftmax(run.model).cpu().eval()
+    height, width = run.preprocess.size
+    torch.jit.trace(model, torch.zeros(1, 3, height, width)).save(str(path))
+    run.card.write(path.with_suffix(".json"))
+    return path.with_suffix(".json")

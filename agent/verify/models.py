@@ -1,0 +1,102 @@
+"""A suspect model, whatever serves it, is one small interface: a batch of RGB images in, one row of label
+probabilities per image out, plus its label names and input size (like ART's BlackBoxClassifier).
+
+Backends: ``onnx:PATH`` (onnxruntime, with the CUDA execution provider when the machine has one) and
+``torchscript:PATH`` (torch, on CUDA when present). Each reads its preprocessing and label names from the
+sidecar JSON beside the model file (agent/verify/preprocess.py). onnxruntime and torch are imported only when
+a model of theirs is loaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from .preprocess import ModelCard, ModelConfigError, read_sidecar
+
+BATCH = 256
+
+
+class Model(Protocol):
+    labels: tuple[str, ...]
+    size: tuple[int, int]  # (height, width) the model takes
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        """(N, H, W, 3) uint8 RGB at the model's size -> (N, len(labels)) probabilities."""
+
+
+def _softmax(scores: np.ndarray) -> np.ndarray:
+    shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
+    return shifted / shifted.sum(axis=1, keepdims=True)
+
+
+class _LocalModel:
+    """Shared by the file backends: preprocessing from the card, batching, logits to probabilities."""
+
+    def __init__(self, card: ModelCard):
+        self.card = card
+        self.labels = card.labels
+        self.size = card.preprocess.size
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        rows = [self._run(self.card.preprocess.apply(images[start:start + BATCH]))
+                for start in range(0, len(images), BATCH)]
+        scores = np.concatenate(rows).astype(np.float64)
+        if scores.shape != (len(images), len(self.labels)):
+            raise ModelConfigError(f"the model returned shape {scores.shape}; its sidecar names "
+                                   f"{len(self.labels)} labels")
+        return _softmax(scores) if self.card.output == "logits" else scores
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+
+class OnnxModel(_LocalModel):
+    def __init__(self, path: Path):
+        import onnxruntime
+
+        super().__init__(read_sidecar(path))
+        wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        providers = [name for name in wanted if name in onnxruntime.get_available_providers()]
+        try:
+            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+        except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
+            raise ModelConfigError(f"{path} cannot be loaded as an ONNX model ({exc})") from None
+        self.input_name = self.session.get_inputs()[0].name
+        self.device = "cuda" if self.session.get_providers()[0] == "CUDAExecutionProvider" else "cpu"
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {self.input_name: batch})[0]
+
+
+class TorchScriptModel(_LocalModel):
+    def __init__(self, path: Path):
+        import torch
+
+        super().__init__(read_sidecar(path))
+        self.torch = torch
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            self.module = torch.jit.load(str(path), map_location=self.device).eval()
+        except Exception as exc:  # torch raises RuntimeError and others for files that are not TorchScript
+            raise ModelConfigError(f"{path} cannot be loaded as a TorchScript model ({exc})") from None
+
+    def _run(self, batch: np.ndarray) -> np.ndarray:
+        with self.torch.no_grad():
+            return self.module(self.torch.from_numpy(batch).to(self.device)).cpu().numpy()
+
+
+BACKENDS = {"onnx": OnnxModel, "torchscript": TorchScriptModel}
+
+
+def load_model(spec: str) -> Model:
+    """A model from its spec: onnx:PATH or torchscript:PATH."""
+    scheme, _, location = spec.partition(":")
+    if scheme not in BACKENDS or not location:
+        raise ModelConfigError(f"unknown model {spec!r}: use " + " or ".join(f"{name}:PATH" for name in BACKENDS))
+    path = Path(location).expanduser()
+    if not path.is_file():
+        raise ModelConfigError(f"{path} does not exist")
+    return BACKENDS[scheme](path)
