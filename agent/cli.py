@@ -388,9 +388,7 @@ def cmd_install_host(args) -> None:
     elif args.user_data_dir:
         browsers = ["chromium"]
     else:
-        browsers = install.detected_browsers(sys.platform, Path.home(),
-                                             Path(os.environ["XDG_CONFIG_HOME"]) if os.environ.get("XDG_CONFIG_HOME")
-                                             else None)
+        browsers = install.detected_browsers(sys.platform, Path.home(), install.xdg_config_home())
         if not browsers:
             raise CliError("found no browser profile in your home: name one with --browser")
     try:

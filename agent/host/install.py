@@ -204,10 +204,15 @@ def uninstall(*, system: bool = False, user_data_dir: Path | None = None, platfo
     return removed
 
 
-def _local_plan(browsers: list[str], system: bool, user_data_dir: Path | None, platform: str) -> Plan:
+def xdg_config_home() -> Path | None:
+    """$XDG_CONFIG_HOME, where Chromium-family browsers on Linux keep their profiles, if it is set."""
     xdg = os.environ.get("XDG_CONFIG_HOME")
+    return Path(xdg) if xdg else None
+
+
+def _local_plan(browsers: list[str], system: bool, user_data_dir: Path | None, platform: str) -> Plan:
     return plan(browsers, platform=platform, home=Path.home(), system=system, user_data_dir=user_data_dir,
-                data_dir=paths.data_dir(), prefix=Path(sys.prefix), xdg_config_home=Path(xdg) if xdg else None)
+                data_dir=paths.data_dir(), prefix=Path(sys.prefix), xdg_config_home=xdg_config_home())
 
 
 def _is_ours(manifest: Path) -> bool:
