@@ -19,12 +19,19 @@ from .preprocess import ModelCard, ModelConfigError, read_sidecar
 BATCH = 256
 
 
+OUTPUTS = ("probabilities", "ranks")
+"""What ``predict`` returns: a full probability vector per image, or only ranks (an API that answers with its
+top-K labels or a single label): rank 1 is the top label, and every label it did not return has rank K + 1."""
+
+
 class Model(Protocol):
     labels: tuple[str, ...]
     size: tuple[int, int]  # (height, width) the model takes
+    output: str  # one of OUTPUTS
+    device: str  # where blending for this model runs: "cuda" or "cpu"
 
     def predict(self, images: np.ndarray) -> np.ndarray:
-        """(N, H, W, 3) uint8 RGB at the model's size -> (N, len(labels)) probabilities."""
+        """(N, H, W, 3) uint8 RGB at the model's size -> (N, len(labels)) probabilities or ranks."""
 
 
 def _softmax(scores: np.ndarray) -> np.ndarray:
@@ -34,6 +41,8 @@ def _softmax(scores: np.ndarray) -> np.ndarray:
 
 class _LocalModel:
     """Shared by the file backends: preprocessing from the card, batching, logits to probabilities."""
+
+    output = "probabilities"
 
     def __init__(self, card: ModelCard):
         self.card = card
