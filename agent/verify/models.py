@@ -4,7 +4,7 @@ probabilities per image out, plus its label names and input size (like ART's Bla
 Backends: ``onnx:PATH`` (onnxruntime, with the CUDA execution provider when the machine has one) and
 ``torchscript:PATH`` (torch, on CUDA when present). Each reads its preprocessing and label names from the
 sidecar JSON beside the model file (agent/verify/preprocess.py). onnxruntime and torch are imported only when
-a model of theirs is loaded.
+a model of theirs is loaded. A model behind an HTTP API is the third backend (agent/verify/http_model.py).
 """
 
 from __future__ import annotations
@@ -100,11 +100,21 @@ class TorchScriptModel(_LocalModel):
 BACKENDS = {"onnx": OnnxModel, "torchscript": TorchScriptModel}
 
 
-def load_model(spec: str) -> Model:
-    """A model from its spec: onnx:PATH or torchscript:PATH."""
+def load_model(spec: str, api_config: Path | None = None) -> Model:
+    """A model from its spec: onnx:PATH, torchscript:PATH, or the http(s):// URL of a model API, which needs
+    an API config (agent/verify/http_model.py)."""
+    if spec.startswith(("http://", "https://")):
+        from .http_model import HttpModel, read_api_config  # aiohttp is imported for a model API only
+
+        if api_config is None:
+            raise ModelConfigError(f"{spec} is a model API: it needs an API config (docs/model-api.md)")
+        return HttpModel(spec, read_api_config(Path(api_config)))
+    if api_config is not None:
+        raise ModelConfigError(f"an API config is for a model API (an http(s):// URL), not {spec!r}")
     scheme, _, location = spec.partition(":")
     if scheme not in BACKENDS or not location:
-        raise ModelConfigError(f"unknown model {spec!r}: use " + " or ".join(f"{name}:PATH" for name in BACKENDS))
+        raise ModelConfigError(f"unknown model {spec!r}: use " + " or ".join(f"{name}:PATH" for name in BACKENDS)
+                               + " or the http(s):// URL of a model API")
     path = Path(location).expanduser()
     if not path.is_file():
         raise ModelConfigError(f"{path} does not exist")
