@@ -10,13 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..verify.images import image_files, read_image
 
 FASHION_MNIST_DIR = Path("/usr/share/datasets/fashion-mnist")
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
                          "Bag", "Ankle boot")
 _IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 
 
 @dataclass(frozen=True)
@@ -71,17 +71,12 @@ def image_folder(root: Path, size: int) -> LabelledImages:
     images, labels = [], []
     for label, name in enumerate(classes):
         found = 0
-        for path in sorted((root / name).rglob("*")):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
-            try:
-                with Image.open(path) as image:
-                    upright = ImageOps.exif_transpose(image).convert("RGB")
-            except (UnidentifiedImageError, OSError):
-                continue
-            images.append(np.asarray(ImageOps.fit(upright, (size, size), Image.Resampling.BOX)))
-            labels.append(label)
-            found += 1
+        for path in image_files(root / name):
+            image = read_image(path, (size, size))
+            if image is not None:
+                images.append(image)
+                labels.append(label)
+                found += 1
         if not found:
             raise ValueError(f"class folder {root / name} holds no readable image")
     return LabelledImages(np.stack(images), np.array(labels, np.int64), classes)
