@@ -1,0 +1,36 @@
+"""Blend marks into batches of auxiliary images on the model's device, the way an upload was marked.
+
+An upload is blended at full size and a trainer scales it down; both are linear, so blending the mark scaled to
+the model's input size into the aux image at that size gives the same pixels up to rounding. That keeps every
+tensor at the model's size: memory is bounded by the batch, whatever the number of aux images.
+Torch does the arithmetic (on CUDA when the model runs there, on the CPU otherwise) with the same rounding as
+``agent.blending.blend_arrays``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..blending import cover
+
+
+def mark_at(mark: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A square mark as it covers an image of `size` = (height, width): centre-cropped, area-averaged."""
+    height, width = size
+    return np.asarray(cover(Image.fromarray(mark, "RGB"), width, height))
+
+
+class Blender:
+    """Blends marks (already at the model's size) into one batch of aux images held on `device`."""
+
+    def __init__(self, images: np.ndarray, device: str = "cpu"):
+        self.device = torch.device(device)
+        self.images = torch.tensor(images, dtype=torch.float64, device=self.device)
+
+    def __call__(self, mark: np.ndarray, alpha: float) -> np.ndarray:
+        """x' = a * t + (1 - a) * x for every image of the batch, as (N, H, W, 3) uint8."""
+        tensor = torch.tensor(mark, dtype=torch.float64, device=self.device)
+        mixed = alpha * tensor.unsqueeze(0) + (1.0 - alpha) * self.images
+        return torch.clamp(torch.round(mixed), 0, 255).to(torch.uint8).cpu().numpy()
