@@ -97,6 +97,25 @@ class TorchScriptModel(_LocalModel):
             return self.module(self.torch.from_numpy(batch).to(self.device)).cpu().numpy()
 
 
+class TopK:
+    """A probability model seen through an API that answers with its top K labels only: ranks out."""
+
+    output = "ranks"
+
+    def __init__(self, model: Model, k: int):
+        self.model, self.k = model, k
+        self.labels, self.size, self.device = model.labels, model.size, model.device
+
+    def predict(self, images: np.ndarray) -> np.ndarray:
+        return top_k_ranks(self.model.predict(images), self.k)
+
+
+def top_k_ranks(scores: np.ndarray, k: int) -> np.ndarray:
+    """Ranks (1 = top) of each label, with every label outside the top K at K + 1."""
+    ranks = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1) + 1
+    return np.minimum(ranks, k + 1).astype(np.float64)
+
+
 BACKENDS = {"onnx": OnnxModel, "torchscript": TorchScriptModel}
 
 

@@ -69,3 +69,20 @@ def holm(pvalues: list[float] | np.ndarray) -> np.ndarray:
     adjusted = np.empty(count)
     adjusted[order] = np.minimum(stepped, 1.0)
     return adjusted
+
+
+def welch_greater(with_mark: np.ndarray, without_mark: np.ndarray) -> float:
+    """One-sided unpaired Welch t-test: do photos carrying a physical mark score higher than photos without it?
+    (The paper's section 6; the two groups are different photos, so nothing is paired.)"""
+    result = stats.ttest_ind(with_mark, without_mark, equal_var=False, alternative="greater")
+    return 1.0 if np.isnan(result.pvalue) else float(result.pvalue)
+
+
+def distinguisher_pvalues(scores: np.ndarray) -> np.ndarray:
+    """The distinguisher V_D for marks of different users in different classes: scores[i, k] is mark k's
+    effect on mark i's label. Mark i is attributed to its label when its own effect ranks first among all the
+    marks' effects on that label; the rank p-value is exact when the marks come from one generator."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.ndim != 2 or scores.shape[0] != scores.shape[1] or scores.shape[0] < 2:
+        raise ValueError("the distinguisher needs a square matrix of at least two marks")
+    return np.array([panel_rank_pvalue(row[i], np.delete(row, i)) for i, row in enumerate(scores)])

@@ -1,0 +1,364 @@
+"""Verification: aux images -> blend each mark -> model queries -> statistical test -> per-mark results.
+
+For every mark under test the engine queries the model on the aux images blended with that mark, with a panel
+of K external marks from the same generator at the same strength, and unblended (to exclude aux images the model
+already gives the tested label, and to report shifts). The panel is shared by all of the user's marks of one
+family and strength, so testing a user's ten site marks costs ten extra blends per image, not ten panels.
+
+The default test ranks the true mark's summed P(j) among the panel's (stats.panel_rank_pvalue); several marks
+are adjusted with Holm. Aux images are processed in batches; after each batch the engine bounds what the rest
+could still change (each image adds between 0 and 1 to a sum of P(j)) and stops as soon as every decision is
+certain, so an early stop gives exactly the decision the full run would. Without a known label, the first half
+of the images picks, for each mark, the label it shifts most above the panel; the second half tests that label.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Callable, Iterator
+
+import numpy as np
+
+from . import stats
+from ..marks.keys import external_seeds
+from .blend import Blender, mark_at
+from .images import ImageSet
+from .models import Model
+
+DEFAULT_PANEL = 39  # smallest p-value 1/40 = 0.025
+DEFAULT_IMAGES = 200
+BATCH = 50
+
+
+class Cancelled(Exception):
+    """The run was cancelled between two batches."""
+
+
+class NotTestable(ValueError):
+    """Nothing in the request can be tested (the message says why)."""
+
+
+@dataclass(frozen=True)
+class MarkUnderTest:
+    """One of the user's marks: its pixels (the square base image), its generator and the strength it was used at.
+    `panel` renders an external mark of the same generator from a seed; None when there is none (imported photos)."""
+
+    mark_id: str
+    site: str
+    epoch: int
+    family: str
+    pixels: np.ndarray
+    alpha: float
+    started: str | None = None
+    panel: Callable[[bytes], np.ndarray] | None = None
+
+
+@dataclass(frozen=True)
+class Options:
+    level: float = 0.05
+    panel_size: int = DEFAULT_PANEL
+    label: int | None = None  # None: pick it per mark on half of the images (label-free)
+    batch: int = BATCH
+    sequential: bool = True  # stop once every decision is certain
+    paper_rounds: int = 5
+    paper_lambda: float = 0.1
+    paper_delta: float = 0.6
+
+
+@dataclass
+class MarkResult:
+    site: str
+    mark_id: str
+    epoch: int
+    started: str | None
+    label: str | None
+    label_index: int | None
+    detected: bool
+    p_value: float | None
+    p_adjusted: float | None
+    shift: float | None  # mean change of the score of the label with the true mark (P(j), or -rank)
+    panel_shifts: list[float] = field(default_factory=list)
+    z: float | None = None  # the true mark's lead over the panel mean, in panel standard deviations
+    images: int = 0  # aux images the test used (after excluding those already given the label)
+    paper_v: dict | None = None
+    note: str | None = None
+
+
+@dataclass
+class Verification:
+    output: str  # what the scores are: "probabilities" or "ranks"
+    level: float
+    panel_size: int
+    queries: int
+    queries_planned: int
+    images: int
+    stopped_early: bool
+    label_mode: str  # "given" or "label-free"
+    results: list[MarkResult]
+
+    @property
+    def detected(self) -> bool:
+        return any(result.detected for result in self.results)
+
+    @property
+    def p_any(self) -> float | None:
+        """The evidence for "some mark of mine was learned": the smallest Holm-adjusted p-value."""
+        tested = [r.p_adjusted for r in self.results if r.p_adjusted is not None]
+        return min(tested) if tested else None
+
+    def to_json(self) -> dict:
+        return {"decision": "detected" if self.detected else "not detected", "p_any": self.p_any,
+                **{k: v for k, v in asdict(self).items() if k != "results"},
+                "results": [asdict(result) for result in self.results]}
+
+
+@dataclass
+class _Group:
+    """The marks of one generator and strength, and their shared panel."""
+
+    alpha: float
+    marks: list[int]  # indices into the request's marks
+    panel: list[np.ndarray]
+
+
+@dataclass
+class _Sums:
+    """Per query mark and label: the sum of the label's score over images whose clean top-1 is not that label."""
+
+    totals: np.ndarray  # (marks, labels)
+    counts: np.ndarray  # (labels,)
+
+    @classmethod
+    def empty(cls, marks: int, labels: int) -> _Sums:
+        return cls(np.zeros((marks, labels)), np.zeros(labels, np.int64))
+
+
+def _score(model: Model, outputs: np.ndarray) -> np.ndarray:
+    """Higher means the model leans more to the label: P(label), or minus its rank."""
+    return outputs if model.output == "probabilities" else -outputs
+
+
+def _score_bounds(model: Model) -> tuple[float, float]:
+    labels = len(model.labels)
+    return (0.0, 1.0) if model.output == "probabilities" else (-(labels + 1.0), -1.0)
+
+
+class _Run:
+    def __init__(self, model: Model, aux: ImageSet, marks: list[MarkUnderTest], options: Options,
+                 progress: Callable[[dict], None] | None, cancel: threading.Event | None):
+        self.model, self.aux, self.marks, self.options = model, aux, marks, options
+        self.progress, self.cancel = progress, cancel
+        self.size = model.size
+        self.groups = self._groups()
+        self.queries = 0
+        # query marks: the user's marks first, then each group's panel; clean images are queried separately
+        self.query_marks: list[tuple[np.ndarray, float]] = (
+            [(mark_at(marks[i].pixels, self.size), group.alpha) for group in self.groups for i in group.marks]
+            + [(external, group.alpha) for group in self.groups for external in group.panel])
+        self.order = [i for group in self.groups for i in group.marks]  # query row -> mark index
+        self.queries_planned = len(aux) * (1 + len(self.query_marks))
+
+    def _groups(self) -> list[_Group]:
+        keyed: dict[tuple[str, float], _Group] = {}
+        for index, mark in enumerate(self.marks):
+            if mark.panel is None:
+                continue
+            key = (mark.family, mark.alpha)
+            if key not in keyed:
+                panel = [mark_at(mark.panel(seed), self.size) for seed in external_seeds(self.options.panel_size)]
+                keyed[key] = _Group(mark.alpha, [], panel)
+            keyed[key].marks.append(index)
+        if not keyed:
+            raise NotTestable("none of these marks can be tested: imported photo marks have no generator to draw "
+                              "an external panel from")
+        return list(keyed.values())
+
+    # --- querying -------------------------------------------------------------------------------------------
+
+    def _batches(self, start: int, stop: int) -> Iterator[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
+        """For each batch of aux images in [start, stop): the clean top-1, the clean scores, and each query
+        mark's scores."""
+        for first in range(start, stop, self.options.batch):
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled()
+            images = self.aux[first:min(first + self.options.batch, stop)]
+            blender = Blender(images, getattr(self.model, "device", "cpu"))
+            clean = self._predict(images)
+            scored = [_score(self.model, self._predict(blender(pixels, alpha))) for pixels, alpha in self.query_marks]
+            yield clean.argmax(axis=1) if self.model.output == "probabilities" else clean.argmin(axis=1), \
+                _score(self.model, clean), scored
+
+    def _predict(self, images: np.ndarray) -> np.ndarray:
+        outputs = self.model.predict(images)
+        self.queries += len(images)
+        return outputs
+
+    def _report(self, phase: str, done: int, total: int) -> None:
+        if self.progress is not None:
+            self.progress({"phase": phase, "images_done": done, "images_total": total, "queries": self.queries,
+                           "queries_planned": self.queries_planned})
+
+    # --- the test -------------------------------------------------------------------------------------------
+
+    def run(self) -> Verification:
+        n = len(self.aux)
+        labels = len(self.model.labels)
+        if self.options.label is None:
+            half = n // 2
+            sums = _Sums.empty(len(self.query_marks) + 1, labels)
+            done = 0
+            for top1, clean, scored in self._batches(0, half):
+                self._accumulate(sums, top1, clean, scored)
+                done += len(top1)
+                self._report("choosing labels", done, n)
+            chosen = self._pick_labels(sums)
+            start = half
+        else:
+            chosen = {i: self.options.label for i in self.order}
+            start = 0
+        return self._test(chosen, start)
+
+    def _accumulate(self, sums: _Sums, top1: np.ndarray, clean: np.ndarray, scored: list[np.ndarray]) -> None:
+        keep = np.ones((len(top1), sums.counts.size), bool)
+        keep[np.arange(len(top1)), top1] = False
+        sums.counts += keep.sum(axis=0)
+        for row, values in enumerate([clean] + scored):
+            sums.totals[row] += (values * keep).sum(axis=0)
+
+    def _pick_labels(self, sums: _Sums) -> dict[int, int]:
+        """Per mark: the label whose score it raises most above its panel, in panel standard deviations."""
+        chosen = {}
+        counts = np.maximum(sums.counts, 1)
+        means = sums.totals / counts  # row 0 is clean
+        for row, mark_index in enumerate(self.order):
+            panel = means[1 + self._panel_rows(mark_index)]
+            spread = panel.std(axis=0) + 1e-12
+            chosen[mark_index] = int(np.argmax((means[1 + row] - panel.mean(axis=0)) / spread))
+        return chosen
+
+    def _panel_rows(self, mark_index: int) -> np.ndarray:
+        """Rows of query_marks holding the panel of this mark's group."""
+        offset = len(self.order)
+        for group in self.groups:
+            if mark_index in group.marks:
+                return np.arange(offset, offset + len(group.panel))
+            offset += len(group.panel)
+        raise KeyError(mark_index)
+
+    def _test(self, chosen: dict[int, int], start: int) -> Verification:
+        n = len(self.aux)
+        low, high = _score_bounds(self.model)
+        rows = {mark_index: row for row, mark_index in enumerate(self.order)}
+        per_mark = {i: _Tally(len(self._panel_rows(i))) for i in self.order}
+        seen = start
+        stopped_early = False
+        for top1, clean, scored in self._batches(start, n):
+            seen += len(top1)
+            for mark_index, tally in per_mark.items():
+                label = chosen[mark_index]
+                keep = top1 != label
+                tally.add(keep, clean[:, label], scored[rows[mark_index]][:, label],
+                          [scored[r][:, label] for r in self._panel_rows(mark_index)])
+            self._report("testing", seen, n)
+            if self.options.sequential and seen < n and self._certain(per_mark, (n - seen) * (high - low)):
+                stopped_early = True
+                break
+        results = self._results(chosen, per_mark)
+        return Verification(self.model.output, self.options.level, self.options.panel_size, self.queries,
+                            self.queries_planned, seen, stopped_early,
+                            "label-free" if self.options.label is None else "given", results)
+
+    def _certain(self, per_mark: dict[int, _Tally], swing: float) -> bool:
+        """Whether no outcome of the remaining images can change any Holm decision."""
+        best = np.array([tally.pvalue(-swing) for tally in per_mark.values()])
+        worst = np.array([tally.pvalue(swing) for tally in per_mark.values()])
+        level = self.options.level
+        sure_yes = stats.holm(worst) <= level
+        sure_no = stats.holm(best) > level
+        return bool(np.all(sure_yes | sure_no))
+
+    def _results(self, chosen: dict[int, int], per_mark: dict[int, _Tally]) -> list[MarkResult]:
+        tested = list(per_mark)
+        raw = [per_mark[i].pvalue(0.0) for i in tested]
+        adjusted = dict(zip(tested, stats.holm(raw))) if tested else {}
+        results = []
+        for index, mark in enumerate(self.marks):
+            base = dict(site=mark.site, mark_id=mark.mark_id, epoch=mark.epoch, started=mark.started)
+            if index not in per_mark:
+                results.append(MarkResult(**base, label=None, label_index=None, detected=False, p_value=None,
+                                          p_adjusted=None, shift=None,
+                                          note="not testable: an imported photo mark has no generator for an "
+                                               "external panel"))
+                continue
+            tally, label = per_mark[index], chosen[index]
+            results.append(MarkResult(
+                **base, label=self.model.labels[label], label_index=label,
+                detected=bool(adjusted[index] <= self.options.level), p_value=tally.pvalue(0.0),
+                p_adjusted=float(adjusted[index]), shift=tally.shift(), panel_shifts=tally.panel_shifts(),
+                z=tally.z(), images=tally.count, paper_v=tally.paper_v(self.options)))
+        return results
+
+
+class _Tally:
+    """The running sums of one mark's test: its own, its panel's and the clean images' scores on the kept images,
+    and the per-image scores of the true mark and of the first external mark for the paper's V."""
+
+    def __init__(self, panel: int):
+        self.count = 0
+        self.clean = 0.0
+        self.true = 0.0
+        self.panel = np.zeros(panel)
+        self.true_images: list[np.ndarray] = []
+        self.external_images: list[np.ndarray] = []
+
+    def add(self, keep: np.ndarray, clean: np.ndarray, true: np.ndarray, panel: list[np.ndarray]) -> None:
+        self.count += int(keep.sum())
+        self.clean += float(clean[keep].sum())
+        self.true += float(true[keep].sum())
+        self.panel += [float(values[keep].sum()) for values in panel]
+        self.true_images.append(true[keep])
+        self.external_images.append(panel[0][keep])
+
+    def pvalue(self, true_advantage: float) -> float:
+        """The rank p-value if the remaining images added `true_advantage` to the true sum relative to every
+        external one (0 for the p-value of the images seen)."""
+        return stats.panel_rank_pvalue(self.true + true_advantage, self.panel)
+
+    def shift(self) -> float:
+        return (self.true - self.clean) / max(self.count, 1)
+
+    def panel_shifts(self) -> list[float]:
+        return [float(v) for v in (self.panel - self.clean) / max(self.count, 1)]
+
+    def z(self) -> float | None:
+        spread = float(np.std(self.panel))
+        return float((self.true - np.mean(self.panel)) / spread) if spread > 0 else None
+
+    def paper_v(self, options: Options) -> dict:
+        """The paper's V on the same queries: the kept images split into Q rounds, true mark against one
+        external mark."""
+        true, external = np.concatenate(self.true_images), np.concatenate(self.external_images)
+        per_round = len(true) // options.paper_rounds
+        if per_round < 2:
+            return {"detected": False, "note": "too few images for the paper's rounds"}
+        shape = (options.paper_rounds, per_round)
+        used = options.paper_rounds * per_round
+        verdict = stats.paper_verifier(true[:used].reshape(shape), external[:used].reshape(shape),
+                                       options.paper_lambda, options.paper_delta)
+        return {"detected": verdict.detected, "round_pvalues": verdict.round_pvalues,
+                "significant_rounds": verdict.significant_rounds, "rounds": options.paper_rounds,
+                "images_per_round": per_round}
+
+
+def verify(model: Model, aux: ImageSet, marks: list[MarkUnderTest], options: Options = Options(),
+           progress: Callable[[dict], None] | None = None, cancel: threading.Event | None = None) -> Verification:
+    """Test every mark against the model, querying it with the aux images (at the model's size)."""
+    if tuple(aux.size) != tuple(model.size):
+        raise ValueError(f"aux images are read at {aux.size}, the model takes {model.size}")
+    if not marks:
+        raise NotTestable("there is no mark to test: mark some uploads first")
+    minimum = 4 if options.label is None else 2
+    if len(aux) < minimum:
+        raise NotTestable(f"{len(aux)} aux images are too few; use at least a hundred")
+    return _Run(model, aux, marks, options, progress, cancel).run()

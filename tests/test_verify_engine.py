@@ -1,0 +1,170 @@
+"""The verification engine on real models trained here: blending on the device, labels, early stopping, many
+marks, restricted outputs, and the calibration of the default test on a model that never saw the marks."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import numpy as np
+import pytest
+from scipy import stats as scipy_stats
+
+pytest.importorskip("torch", reason="scripts/test installs torch")
+pytest.importorskip("onnxruntime", reason="scripts/test installs onnxruntime")
+
+from agent.blending import blend_arrays  # noqa: E402
+from agent.lab.datasets import LabelledImages, fashion_mnist  # noqa: E402
+from agent.lab.training import export_onnx, train  # noqa: E402
+from agent.marks.families import render  # noqa: E402
+from agent.verify import engine  # noqa: E402
+from agent.verify.blend import Blender, mark_at  # noqa: E402
+from agent.verify.images import ImageSet  # noqa: E402
+from agent.verify.models import TopK, load_model  # noqa: E402
+
+from conftest import small_real_photo  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def clean_model(tmp_path_factory):
+    """A model trained on real Fashion-MNIST that never saw any mark."""
+    data = fashion_mnist("train")
+    subset = np.random.default_rng(11).choice(len(data), 8000, replace=False)
+    run = train(LabelledImages(data.images[subset], data.labels[subset], data.classes), epochs=2, seed=5)
+    path = tmp_path_factory.mktemp("clean") / "clean.onnx"
+    export_onnx(run, path)
+    return load_model(f"onnx:{path}")
+
+
+@pytest.fixture(scope="module")
+def aux():
+    test = fashion_mnist("test")
+    return ImageSet((28, 28), array=test.images[np.random.default_rng(2).permutation(len(test))[:200]])
+
+
+def _mark(name: str, family: str = "structured", alpha: float = 0.3, pixels=None) -> engine.MarkUnderTest:
+    seed = os.urandom(32)
+    return engine.MarkUnderTest(mark_id=name, site=f"{name}.example", epoch=0, family=family,
+                                pixels=render(family, seed) if pixels is None else pixels, alpha=alpha,
+                                panel=lambda s: render(family, s))
+
+
+def test_blending_on_the_device_gives_the_pixels_of_the_marking_path():
+    photo = np.asarray(small_real_photo("Wood", 96))[:64, :64]
+    photos = np.stack([photo, photo[::-1], photo[:, ::-1]])
+    mark = mark_at(render("texture", b"\x01" * 32), (64, 64))
+    for alpha in (0.1, 0.3, 0.55):
+        assert np.array_equal(Blender(photos)(mark, alpha), blend_arrays(photos, mark[None], alpha))
+
+
+def test_a_clean_model_reports_every_block(clean_model, aux):
+    result = engine.verify(clean_model, aux, [_mark("a")], engine.Options(label=6, panel_size=19, sequential=False))
+    document = result.to_json()
+    (mark,) = document["results"]
+    assert mark["label"] == "Shirt" and mark["label_index"] == 6
+    assert len(mark["panel_shifts"]) == 19 and 0 < mark["p_value"] <= 1
+    assert mark["images"] == len(aux) - _given(clean_model, aux, 6)
+    assert mark["paper_v"]["rounds"] == 5 and len(mark["paper_v"]["round_pvalues"]) == 5
+    assert document["queries"] == document["images"] * (1 + 1 + 19)
+    assert document["decision"] == ("detected" if mark["detected"] else "not detected")
+    assert not document["stopped_early"] and document["images"] == len(aux)
+
+
+def test_an_early_stop_gives_the_decision_of_the_full_run(clean_model, aux):
+    pool = [render("structured", os.urandom(32)) for _ in range(20)]
+    decisions = {}
+    for sequential in (True, False):
+        panel = iter(pool[1:])
+        mark = engine.MarkUnderTest("t", "t.example", 0, "structured", pool[0], 0.3, panel=lambda seed: next(panel))
+        decisions[sequential] = engine.verify(clean_model, aux, [mark], engine.Options(
+            label=3, panel_size=19, sequential=sequential, batch=25))
+    early, full = decisions[True], decisions[False]
+    assert early.stopped_early and early.queries < full.queries
+    assert early.results[0].detected == full.results[0].detected
+
+
+def _given(model, aux, label: int) -> int:
+    """How many aux images the model already gives the label (the engine leaves them out)."""
+    return int(np.sum(model.predict(aux[0:len(aux)]).argmax(axis=1) == label))
+
+
+def test_the_label_free_mode_picks_a_label_on_one_half_and_tests_on_the_other(clean_model, aux):
+    result = engine.verify(clean_model, aux, [_mark("a")], engine.Options(label=None, panel_size=9))
+    (mark,) = result.results
+    assert result.label_mode == "label-free" and mark.label in clean_model.labels
+    assert result.images == len(aux) and mark.images <= len(aux) // 2 + 1
+
+
+def test_many_marks_share_one_panel_and_are_holm_adjusted(clean_model, aux):
+    marks = [_mark(f"m{i}") for i in range(4)]
+    result = engine.verify(clean_model, aux, marks, engine.Options(label=2, panel_size=9, sequential=False))
+    assert result.queries == len(aux) * (1 + 4 + 9)  # one panel for the four marks of one family and strength
+    raw = [r.p_value for r in result.results]
+    order = np.argsort(raw)
+    assert result.results[order[0]].p_adjusted == pytest.approx(min(1, 4 * raw[order[0]]))
+    assert all(r.p_adjusted >= r.p_value for r in result.results)
+
+
+def test_a_mark_learned_by_heart_is_detected_and_the_run_stops_early(tmp_path, aux):
+    """A model trained where 200 Shirts carry one structured mark at a strong blend learns that mark by heart;
+    the engine finds it, also through a top-3 API, and stops once the rest of the images cannot change that."""
+    data = fashion_mnist("train")
+    subset = np.random.default_rng(4).choice(len(data), 8000, replace=False)
+    images, labels = data.images[subset].copy(), data.labels[subset]
+    true = _mark("learned", alpha=0.6)
+    shirts = np.flatnonzero(labels == 6)[:200]
+    images[shirts] = blend_arrays(images[shirts], mark_at(true.pixels, (28, 28))[None], 0.6)
+    run = train(LabelledImages(images, labels, data.classes), epochs=3, seed=1)
+    export_onnx(run, tmp_path / "learned.onnx")
+    model = load_model(f"onnx:{tmp_path / 'learned.onnx'}")
+    result = engine.verify(model, aux, [true, _mark("unused", alpha=0.6)], engine.Options(label=6, panel_size=19))
+    learned, unused = result.results
+    assert learned.detected and learned.p_value == pytest.approx(1 / 20) and learned.z > 3
+    assert not unused.detected
+    ranked = engine.verify(TopK(model, 3), aux, [true], engine.Options(label=6, panel_size=19, sequential=False))
+    assert ranked.output == "ranks" and ranked.results[0].detected
+
+
+def test_cancelling_stops_between_batches(clean_model, aux):
+    cancel = threading.Event()
+    seen = []
+
+    def progress(event):
+        seen.append(event)
+        cancel.set()
+
+    with pytest.raises(engine.Cancelled):
+        engine.verify(clean_model, aux, [_mark("a")], engine.Options(label=1, panel_size=5, batch=20),
+                      progress=progress, cancel=cancel)
+    assert len(seen) == 1 and seen[0]["images_done"] == 20
+
+
+def test_imported_marks_are_reported_untestable_and_nothing_testable_is_an_error(clean_model, aux):
+    imported = engine.MarkUnderTest("imp", "photos.example", 0, "imported", render("texture", b"\x02" * 32), 0.3)
+    result = engine.verify(clean_model, aux, [_mark("a"), imported], engine.Options(label=1, panel_size=5))
+    assert result.results[1].p_value is None and "imported" in result.results[1].note
+    with pytest.raises(engine.NotTestable):
+        engine.verify(clean_model, aux, [imported], engine.Options(label=1))
+
+
+@pytest.mark.slow
+def test_the_default_test_holds_its_level_on_a_model_that_never_saw_the_marks(clean_model, aux):
+    """Calibration: 200 (mark, label) trials on the clean model, each the true mark against its own panel drawn
+    from the same generator (from a pool of renders, so the test stays fast). At level 0.05 the false-positive
+    rate must be within binomial noise of 0.05 or below."""
+    rng = np.random.default_rng(0)
+    pool = [render("structured", os.urandom(32)) for _ in range(240)]
+    rejections, trials = 0, 0
+    for label in range(10):
+        for _ in range(20):
+            chosen = rng.choice(len(pool), 20, replace=False)
+            panel = iter([pool[i] for i in chosen[1:]])
+            mark = engine.MarkUnderTest("t", "t.example", 0, "structured", pool[chosen[0]], 0.3,
+                                        panel=lambda seed: next(panel))
+            result = engine.verify(clean_model, aux, [mark],
+                                   engine.Options(label=label, panel_size=19, sequential=False, batch=200))
+            rejections += result.results[0].detected
+            trials += 1
+    assert trials == 200
+    # P(X >= 17) < 0.01 for X ~ Binomial(200, 0.05): a calibrated test fails this one time in a hundred at most
+    assert scipy_stats.binom.sf(rejections - 1, trials, 0.05) > 0.01, rejections
