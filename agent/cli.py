@@ -140,6 +140,32 @@ def _parser() -> argparse.ArgumentParser:
     unlocking(find)
     find.add_argument("file", type=Path, metavar="FILE")
     find.add_argument("--json", action="store_true")
+
+    check = command(commands, "verify", cmd_verify, "check whether a model was trained on your marked uploads")
+    unlocking(check)
+    check.add_argument("--model", required=True, metavar="SPEC",
+                       help="onnx:PATH, torchscript:PATH (preprocessing from PATH's sidecar .json), or an "
+                            "http(s):// URL with --api")
+    check.add_argument("--api", metavar="CONFIG", help="the API config (JSON or TOML) of an http(s) model")
+    check.add_argument("--aux", required=True, metavar="DIR",
+                       help="real photos the model never saw with your marks (a hundred or more)")
+    check.add_argument("--site", action="append", metavar="SITE", help="test this site's marks (repeatable)")
+    check.add_argument("--all-sites", action="store_true", help="test the marks of every site (the default)")
+    check.add_argument("--label", default="auto", metavar="J|auto",
+                       help="the label your photos would get (name or index); auto: from --own, or found "
+                            "on half of the aux images")
+    check.add_argument("--own", metavar="DIR", help="your own unmarked photos, to find your label")
+    check.add_argument("--level", type=float, default=0.05, help="false-positive rate allowed (default 0.05)")
+    check.add_argument("--images", type=int, default=200, metavar="N", help="aux images to use at most")
+    check.add_argument("--panel", type=int, default=39, metavar="K",
+                       help="external marks to compare each mark with (default 39: smallest p = 1/40)")
+    check.add_argument("--no-early-stop", action="store_true",
+                       help="query every image even when the answer is already certain")
+    check.add_argument("--with", dest="physical_with", metavar="DIR",
+                       help="photos showing a physical mark (with --without: the physical-mark test)")
+    check.add_argument("--without", dest="physical_without", metavar="DIR", help="photos without it")
+    check.add_argument("--report", type=Path, metavar="FILE.html", help="write the self-contained HTML report")
+    check.add_argument("--json", action="store_true")
     return parser
 
 
@@ -485,3 +511,54 @@ def _find_verdict(items: list[dict]) -> str:
 
 if __name__ == "__main__":
     sys.exit(main())
+
+
+# --- verification ------------------------------------------------------------------------------------------
+
+def cmd_verify(args) -> None:
+    from .verify import report, session  # torch and onnxruntime load only for this command
+
+    if args.site and args.all_sites:
+        raise CliError("--site and --all-sites contradict each other")
+    request = session.Request(
+        model=args.model, api_config=args.api, aux=args.aux,
+        sites=tuple(site_of(site) for site in args.site) if args.site else None, label=args.label, own=args.own,
+        level=args.level, images=args.images, panel_size=args.panel, sequential=not args.no_early_stop,
+        physical_with=args.physical_with, physical_without=args.physical_without)
+    secret = _unlock(args)
+    progress = _ProgressBar() if sys.stderr.isatty() else None
+    document = session.run(request, secret, progress=progress)
+    if progress:
+        progress.close()
+    if args.report:
+        _write_atomically(args.report, report.render_html(document).encode())
+    if args.json:
+        print(json.dumps(document, indent=1))
+        return
+    print(report.summary_sentence(document))
+    for result in document["results"]:
+        if result["p_value"] is None:
+            print(f"  {result['site']} (epoch {result['epoch']}): {result['note']}")
+            continue
+        verdict = "DETECTED" if result["detected"] else "not detected"
+        print(f"  {result['site']} (epoch {result['epoch']}, label {result['label']}): {verdict}, "
+              f"p = {result['p_value']:.3g}, adjusted {result['p_adjusted']:.3g}")
+    print(f"{document['queries']} queries ({document['images']} aux images"
+          + (", stopped early: the rest could not change the answer" if document["stopped_early"] else "") + ")")
+    if args.report:
+        print(f"Report: {args.report}")
+
+
+class _ProgressBar:
+    """One self-rewriting line on a terminal's stderr."""
+
+    WIDTH = 30
+
+    def __call__(self, event: dict) -> None:
+        done, total = event["images_done"], max(event["images_total"], 1)
+        filled = self.WIDTH * done // total
+        print(f"\r{event['phase']:>16} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} images, "
+              f"{event['queries']} queries", end="", file=sys.stderr, flush=True)
+
+    def close(self) -> None:
+        print(file=sys.stderr)
