@@ -13,11 +13,13 @@ from .datasets import LabelledImages
 
 
 def mark_class(data: LabelledImages, marker: Marker, site: str, target: int, fraction: float,
-               seed: int) -> tuple[LabelledImages, np.ndarray]:
-    """A copy of `data` where `fraction` of the images of class `target` were uploaded to `site`, i.e. marked
-    by `marker` with the site's current mark and strength. Returns the data and the indices that were marked."""
-    candidates = np.flatnonzero(data.labels == target)
-    count = int(round(fraction * len(candidates)))
+               seed: int, exclude: np.ndarray = np.zeros(0, np.int64)) -> tuple[LabelledImages, np.ndarray]:
+    """A copy of `data` where `fraction` of the images of class `target` (never one of `exclude`) were uploaded
+    to `site`, i.e. marked by `marker` with the site's current mark and strength. Returns the data and the
+    indices that were marked."""
+    in_class = np.flatnonzero(data.labels == target)
+    candidates = np.setdiff1d(in_class, exclude)
+    count = int(round(fraction * len(in_class)))
     chosen = np.sort(np.random.default_rng(seed).choice(candidates, size=count, replace=False))
     images = data.images.copy()
     for index in chosen:

@@ -7,12 +7,15 @@ one the tests exercise.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 
 from ..verify.preprocess import ModelCard, Preprocess
@@ -53,9 +56,39 @@ class TrainingRun:
     losses: list[float] = field(default_factory=list)
 
 
+def _gaussian_noise(batch: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    noisy = batch.astype(np.float32) + rng.normal(0, 0.05 * 255, batch.shape).astype(np.float32)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+def _jpeg(batch: np.ndarray, rng: np.random.Generator, quality: int = 75) -> np.ndarray:
+    out = np.empty_like(batch)
+    for index, image in enumerate(batch):
+        buffer = io.BytesIO()
+        Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+        with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+            out[index] = np.asarray(decoded.convert("RGB"))
+    return out
+
+
+def _random_blends(batch: np.ndarray, rng: np.random.Generator, alpha: float = 0.3) -> np.ndarray:
+    """Half of the images blended with another image of the batch: overlays stop meaning one class."""
+    chosen = rng.random(len(batch)) < 0.5
+    partners = batch[rng.permutation(len(batch))]
+    mixed = np.where(chosen[:, None, None, None], alpha * partners.astype(np.float32)
+                     + (1 - alpha) * batch.astype(np.float32), batch)
+    return np.clip(np.rint(mixed), 0, 255).astype(np.uint8)
+
+
+DEFENCES: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] = {
+    "noise": _gaussian_noise, "jpeg": _jpeg, "blend": _random_blends}
+"""A trainer's countermeasures against isotopes (the paper's section 8.3), applied to each training batch."""
+
+
 def train(data: LabelledImages, *, epochs: int, seed: int, batch_size: int = 256, learning_rate: float = 1e-3,
-          augment: bool = True) -> TrainingRun:
-    """Adam, cross-entropy, random crop (pad 2) and horizontal flip; deterministic for a seed on the CPU."""
+          augment: bool = True, defence: str | None = None) -> TrainingRun:
+    """Adam, cross-entropy, random crop (pad 2) and horizontal flip, and optionally one of DEFENCES;
+    deterministic for a seed on the CPU."""
     torch.manual_seed(seed)
     generator = np.random.default_rng(seed)
     on = device()
@@ -72,7 +105,8 @@ def train(data: LabelledImages, *, epochs: int, seed: int, batch_size: int = 256
         total = 0.0
         for start in range(0, len(order), batch_size):
             batch = order[start:start + batch_size]
-            inputs = torch.from_numpy(preprocess.apply(data.images[batch])).to(on)
+            pixels = data.images[batch] if defence is None else DEFENCES[defence](data.images[batch], generator)
+            inputs = torch.from_numpy(preprocess.apply(pixels)).to(on)
             if augment:
                 inputs = _augment(inputs, generator)
             loss = nn.functional.cross_entropy(model(inputs), labels[batch])

@@ -1,0 +1,145 @@
+"""One experiment of the reproduction harness: train a model on data where some classes carry isotopes made by
+the product, train the same model without them, and test the same marks against both with the verification
+engine. The marked model gives the detection rate, the clean one the false-positive rate, on the same marks.
+
+Every mark comes from a real vault through the normal marking path (agent/lab/isotopes.py); every decision
+comes from ``agent.verify.engine.verify`` run on the exported ONNX model, as `isotopes verify` would run it.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from dataclasses import asdict, dataclass, replace
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .. import db, settings, vault
+from ..marking import Marker
+from ..marks import registry
+from ..marks.families import DEFAULT_FAMILY, render
+from ..settings import DEFAULT_ALPHA
+from ..verify.engine import MarkUnderTest, Options, verify
+from ..verify.images import ImageSet
+from ..verify.models import TopK, load_model
+from .datasets import LabelledImages, fashion_mnist
+from .isotopes import mark_class
+from .training import accuracy, export_onnx, train
+
+HARD_CLASSES = (6, 4, 2, 0, 3)  # Shirt, Coat, Pullover, T-shirt/top, Dress: the classes a model confuses most
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What the trainer's data and training look like."""
+
+    family: str = DEFAULT_FAMILY
+    alpha: float = DEFAULT_ALPHA
+    fraction: float = 0.1  # of each marked class's training images
+    epochs: int = 10
+    train_size: int = 20000
+    marked_classes: int = 1  # how many classes carry a mark (one site per class)
+    marks_per_class: int = 1  # sites whose marks share one class (a user's per-site marks and rotations)
+    recompress: bool = False  # marked photos pass through a social site's resize + JPEG q75 before training
+    defence: str | None = None  # a countermeasure of the trainer: see training.DEFENCES, or "top-k" outputs
+    aux_images: int = 200
+    panel_size: int = 39
+    level: float = 0.05
+
+    def key(self) -> str:
+        return ",".join(f"{k}={v}" for k, v in asdict(self).items() if v != getattr(Setting(), k))
+
+
+def social_site(image: np.ndarray, long_side: int = 1080, quality: int = 75) -> np.ndarray:
+    """What a social site does to an upload before a scraper gets it: scale to 1080 px, JPEG q75; the scraper's
+    pipeline then scales it back to the training size."""
+    height, width = image.shape[:2]
+    scale = long_side / max(height, width)
+    large = Image.fromarray(image).resize((round(width * scale), round(height * scale)), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    large.save(buffer, "JPEG", quality=quality)
+    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+        return np.asarray(decoded.convert("RGB").resize((width, height), Image.Resampling.BOX))
+
+
+@dataclass
+class Trial:
+    """One mark tested against the marked model (positive) and the clean model (negative)."""
+
+    site: str
+    label: int
+    marked: dict
+    clean: dict
+
+
+def _outcome(verification, index: int) -> dict:
+    result = verification.results[index]
+    return {"detected": result.detected, "p_value": result.p_value, "z": result.z, "shift": result.shift,
+            "paper_v": bool(result.paper_v and result.paper_v["detected"]), "queries": verification.queries}
+
+
+def run(setting: Setting, seed: int, workdir: Path | None = None) -> dict:
+    """Train the clean and the marked model for `seed` and test every mark against both."""
+    rng = np.random.default_rng(seed)
+    train_all, test = fashion_mnist("train"), fashion_mnist("test")
+    subset = rng.choice(len(train_all), setting.train_size, replace=False)
+    data = LabelledImages(train_all.images[subset], train_all.labels[subset], train_all.classes)
+    classes = [HARD_CLASSES[(seed + k) % len(HARD_CLASSES)] for k in range(setting.marked_classes)] \
+        if setting.marked_classes <= len(HARD_CLASSES) else list(rng.choice(10, setting.marked_classes, False))
+    with tempfile.TemporaryDirectory(dir=workdir) as scratch:
+        folder = Path(scratch)
+        secret = vault.create(None, folder / "vault.json")
+        conn = db.connect(folder / "isotopes.db")
+        marker = Marker(secret, conn)
+        marked, tested, used = data, [], np.zeros(0, np.int64)
+        for class_index, target in enumerate(classes):
+            # a user's photos in this class, split across their sites: each site marks its share
+            share = setting.fraction / setting.marks_per_class
+            for part in range(setting.marks_per_class):
+                site = f"site{class_index}-{part}.example"
+                settings.update(conn, site, enabled=True, alpha=setting.alpha, family=setting.family)
+                marked, chosen = mark_class(marked, marker, site, target, share,
+                                            seed * 1000 + class_index * 10 + part, exclude=used)
+                used = np.concatenate([used, chosen])
+                tested.append((site, target))
+        if setting.recompress:
+            marked = _recompressed(marked, used)
+        defence = setting.defence if setting.defence != "top-k" else None
+        models = {}
+        for name, training_data in (("clean", data), ("marked", marked)):
+            result = train(training_data, epochs=setting.epochs, seed=seed, defence=defence)
+            export_onnx(result, folder / f"{name}.onnx")
+            models[name] = (result, accuracy(result, test))
+        marks = []
+        for site, target in tested:
+            issued = registry.issued(conn, site)[-1]
+            marks.append(MarkUnderTest(issued.mark_id, site, issued.epoch, issued.family,
+                                       registry.pixels(secret, issued), setting.alpha,
+                                       panel=partial(render, issued.family)))
+        aux_pool = rng.permutation(len(test))[:setting.aux_images]
+        aux = ImageSet((28, 28), array=test.images[aux_pool])
+        trials = []
+        verdicts = {}
+        for name in models:
+            model = load_model(f"onnx:{folder / name}.onnx")
+            if setting.defence == "top-k":
+                model = TopK(model, 3)
+            verdicts[name] = [verify(model, aux, [mark], Options(level=setting.level, label=target,
+                                                                 panel_size=setting.panel_size, sequential=False))
+                              for mark, (_, target) in zip(marks, tested)]
+        for index, (site, target) in enumerate(tested):
+            trials.append(Trial(site, target, _outcome(verdicts["marked"][index], 0),
+                                _outcome(verdicts["clean"][index], 0)))
+        conn.close()
+    return {"setting": asdict(setting), "seed": seed, "accuracy_clean": models["clean"][1],
+            "accuracy_marked": models["marked"][1], "trials": [asdict(trial) for trial in trials]}
+
+
+def _recompressed(marked: LabelledImages, indices: np.ndarray) -> LabelledImages:
+    images = marked.images.copy()
+    for index in indices:
+        images[index] = social_site(images[index])
+    return replace(marked, images=images)
