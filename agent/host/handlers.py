@@ -7,7 +7,7 @@ import base64
 import binascii
 import sqlite3
 import threading
-from typing import Callable
+from typing import Callable, Generator
 
 from .. import __version__, db, ledger, settings, vault
 from ..blending import BlendFailed, Unmarkable, blend_photo
@@ -16,10 +16,13 @@ from ..marks import registry
 from ..marks.families import render
 from ..marks.keys import external_seeds
 from ..sitename import SiteError, site_of
+from ..verify import runs
 from .framing import MAX_REPLY_FRAME_BYTES, MAX_REQUEST_BYTES
 
 PROTOCOL_VERSION = 1
 PREVIEW_MAX_BYTES = 2 * 1024 * 1024
+WATCH_SECONDS = 0.5
+"""How often verify.watch reads a run's status."""
 
 
 class ProtocolError(Exception):
@@ -41,6 +44,8 @@ class Session:
         self._vault: vault.Vault | None = None
         self._marker: Marker | None = None
         self._conn: sqlite3.Connection | None = None
+        self.stopping = threading.Event()
+        """Set when the host stops serving: long waits (verify.watch) end early."""
 
     def db(self) -> sqlite3.Connection:
         """The session's own connection (the marker has another); callers hold ``self.lock`` while using it."""
@@ -123,6 +128,10 @@ def _site(params: dict, required: bool = True) -> str | None:
         if required:
             raise ProtocolError("bad_request", "missing parameter 'site' (or 'url')")
         return None
+    return _site_name(text)
+
+
+def _site_name(text: str) -> str:
     try:
         return site_of(text)
     except SiteError as exc:
@@ -140,7 +149,7 @@ def _image(encoded: str) -> bytes:
 
 def hello(session: Session, params: dict) -> dict:
     return {"protocol": PROTOCOL_VERSION, "agent_version": __version__, "actions": sorted(ACTIONS),
-            "capabilities": ["mark", "chunked-replies", "sites", "ledger"], "vault": session.vault_state(),
+            "capabilities": ["mark", "chunked-replies", "sites", "ledger", "verify"], "vault": session.vault_state(),
             "limits": {"max_request_bytes": MAX_REQUEST_BYTES, "max_frame_bytes": MAX_REPLY_FRAME_BYTES}}
 
 
@@ -248,8 +257,92 @@ def stats(session: Session, params: dict) -> dict:
         return {"sites": ledger.stats(session.db())}
 
 
-ACTIONS: dict[str, Callable[[Session, dict], dict]] = {
+# --- verification runs (agent/verify/runs.py) ----------------------------------------------------------------
+
+_REQUEST_FIELDS = {"model": str, "aux": str, "api_config": str, "sites": list, "label": str, "own": str,
+                   "level": (int, float), "images": int, "panel_size": int, "sequential": bool}
+_REQUIRED_FIELDS = ("model", "aux")
+
+
+def _verify_request(params: dict) -> dict:
+    """The verification request (session.Request's JSON form) in verify.start's params, type-checked here; its
+    values are checked by the run's worker, which owns session.Request."""
+    unknown = sorted(set(params) - set(_REQUEST_FIELDS))
+    if unknown:
+        raise ProtocolError("bad_request", f"unknown parameter(s) {', '.join(map(repr, unknown))}")
+    request = {}
+    for name, kind in _REQUEST_FIELDS.items():
+        value = _param(params, name, kind, required=name in _REQUIRED_FIELDS)
+        if value is not None:
+            request[name] = value
+    if "sites" in request:
+        if not all(isinstance(site, str) for site in request["sites"]):
+            raise ProtocolError("bad_request", "parameter 'sites' must be a list of strings")
+        request["sites"] = [_site_name(site) for site in request["sites"]]
+    return request
+
+
+def _runs(operation: Callable, *args):
+    """runs.OPERATION(*args), its errors as protocol errors."""
+    try:
+        return operation(*args)
+    except runs.UnknownRun as exc:
+        raise ProtocolError("unknown_run", str(exc)) from None
+    except runs.NoResult as exc:
+        raise ProtocolError("no_result", str(exc), state=exc.status["state"]) from None
+
+
+def verify_start(session: Session, params: dict) -> dict:
+    request = _verify_request(params)
+    secret = session.marker().vault
+    try:
+        run = runs.start(request, secret)
+    except ValueError as exc:
+        raise ProtocolError("bad_request", str(exc)) from None
+    return {"run": run, "status": runs.status(run)}
+
+
+def verify_watch(session: Session, params: dict) -> Generator[dict, None, dict]:
+    """The run's status as a progress event each time it changes while the run is running; returns its final
+    status (or the current one when the host stops serving)."""
+    run = _param(params, "run", str)
+    sent = None
+    while (current := _runs(runs.status, run))["state"] == "running" and not session.stopping.is_set():
+        if current != sent:
+            yield current
+            sent = current
+        session.stopping.wait(WATCH_SECONDS)
+    return current
+
+
+def verify_status(session: Session, params: dict) -> dict:
+    return _runs(runs.status, _param(params, "run", str))
+
+
+def verify_cancel(session: Session, params: dict) -> dict:
+    return _runs(runs.cancel, _param(params, "run", str))
+
+
+def verify_result(session: Session, params: dict) -> dict:
+    return _runs(runs.result, _param(params, "run", str))
+
+
+def verify_report(session: Session, params: dict) -> dict:
+    return {"html": _runs(runs.report, _param(params, "run", str))}
+
+
+def verify_history(session: Session, params: dict) -> dict:
+    limit = _param(params, "limit", int, required=False, default=20)
+    if not 1 <= limit <= 100:
+        raise ProtocolError("bad_request", "parameter 'limit' must be between 1 and 100")
+    return {"runs": runs.history(limit)}
+
+
+ACTIONS: dict[str, Callable[[Session, dict], dict | Generator[dict, None, dict]]] = {
     "hello": hello, "unlock": unlock, "mark": mark, "sites.get": sites_get, "sites.set": sites_set,
     "marks.list": marks_list, "marks.rotate": marks_rotate, "marks.preview": marks_preview,
-    "ledger.query": ledger_query, "stats": stats,
+    "ledger.query": ledger_query, "stats": stats, "verify.start": verify_start, "verify.watch": verify_watch,
+    "verify.status": verify_status, "verify.cancel": verify_cancel, "verify.result": verify_result,
+    "verify.report": verify_report, "verify.history": verify_history,
 }
+"""A handler returns the reply's data; a streaming one (a generator) yields progress events' data first."""

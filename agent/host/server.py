@@ -13,6 +13,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Generator
 from concurrent.futures import ThreadPoolExecutor
 from typing import BinaryIO
 
@@ -30,6 +31,11 @@ HEAVY_WORKERS, LIGHT_WORKERS = 2, 2
 MAX_HEAVY_IN_FLIGHT = 8
 """Photos queued or being marked at once; past this the reader waits, so memory stays bounded (each may be
 up to 64 MiB) and the browser holds the rest."""
+WATCH_ACTIONS = {"verify.watch"}
+"""Actions that last as long as a verification run. Each holds a worker of its own, so watching never delays
+another request."""
+MAX_WATCHES = 16
+"""Watches at once; more wait for one to end."""
 MAX_ID_CHARS = 256
 
 
@@ -113,6 +119,7 @@ class Host:
         self.session = Session()
         self.heavy = ThreadPoolExecutor(max_workers=HEAVY_WORKERS, thread_name_prefix="isotopes-photo")
         self.light = ThreadPoolExecutor(max_workers=LIGHT_WORKERS, thread_name_prefix="isotopes-request")
+        self.watches = ThreadPoolExecutor(max_workers=MAX_WATCHES, thread_name_prefix="isotopes-watch")
         self.heavy_slots = threading.BoundedSemaphore(MAX_HEAVY_IN_FLIGHT)
 
     def reply_error(self, request_id, error: ProtocolError) -> None:
@@ -132,6 +139,8 @@ class Host:
         started = time.perf_counter()
         try:
             data = ACTIONS[action](self.session, params)
+            if isinstance(data, Generator):
+                data = self._stream(request_id, data)
             reply = {"id": request_id, "ok": True, "data": data}
             outcome = "ok"
         except ProtocolError as error:
@@ -145,6 +154,15 @@ class Host:
             outcome = "internal_error"
         self._send(reply)
         log.info("%s %r -> %s in %.0f ms", action, request_id, outcome, (time.perf_counter() - started) * 1000)
+
+    def _stream(self, request_id, events: Generator[dict, None, dict]) -> dict:
+        """Send each event a streaming handler yields; what it returns is the reply's data."""
+        while True:
+            try:
+                event = next(events)
+            except StopIteration as end:
+                return end.value
+            self._send({"id": request_id, "event": "progress", "data": event})
 
     def next_request(self) -> tuple[object, str, dict] | None:
         """Read and check one frame; answers bad frames itself and returns None for them."""
@@ -162,6 +180,9 @@ class Host:
             return None
 
     def dispatch(self, request_id, action: str, params: dict) -> None:
+        if action in WATCH_ACTIONS:
+            self.watches.submit(self.handle, request_id, action, params)
+            return
         if action not in HEAVY_ACTIONS:
             self.light.submit(self.handle, request_id, action, params)
             return
@@ -185,8 +206,9 @@ class Host:
             log.exception("the message loop failed")
             code = 1
         finally:
-            # Nobody can receive replies any more: queued work is dropped, running work finishes.
-            for pool in (self.heavy, self.light):
+            # Nobody can receive replies any more: queued work is dropped, running work finishes, watches end.
+            self.session.stopping.set()
+            for pool in (self.heavy, self.light, self.watches):
                 pool.shutdown(wait=True, cancel_futures=True)
         return code
 
