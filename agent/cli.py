@@ -223,7 +223,7 @@ def _output_path(source: Path, out_dir: Path | None) -> Path:
     return source.with_name(f"{source.stem}.marked{source.suffix}")
 
 
-def _write_atomically(target: Path, data: bytes) -> Path:
+def _stage(target: Path, data: bytes) -> Path:
     """Stage `data` beside `target` (fsynced); the caller renames it into place after recording."""
     staged = target.with_name(f".{target.name}.{secrets.token_hex(4)}.partial")
     with open(staged, "wb") as handle:
@@ -263,7 +263,7 @@ def cmd_mark(args) -> int:
                 failures += 1
                 results.append(report | {"status": "failed", "reason": f"{target} exists (use --force to replace)"})
                 continue
-            staged = _write_atomically(target, outcome.data)
+            staged = _stage(target, outcome.data)
             upload = marker.record(outcome)
             os.replace(staged, target)
             report["output"] = str(target)
@@ -509,9 +509,6 @@ def _find_verdict(items: list[dict]) -> str:
     return "not found: no photo we marked looks like this"
 
 
-if __name__ == "__main__":
-    sys.exit(main())
-
 
 # --- verification ------------------------------------------------------------------------------------------
 
@@ -531,7 +528,7 @@ def cmd_verify(args) -> None:
     if progress:
         progress.close()
     if args.report:
-        _write_atomically(args.report, report.render_html(document).encode())
+        os.replace(_stage(args.report, report.render_html(document).encode()), args.report)
     if args.json:
         print(json.dumps(document, indent=1))
         return
@@ -562,3 +559,7 @@ class _ProgressBar:
 
     def close(self) -> None:
         print(file=sys.stderr)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
