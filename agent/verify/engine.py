@@ -144,6 +144,13 @@ def _score_bounds(model: Model) -> tuple[float, float]:
     return (0.0, 1.0) if model.output == "probabilities" else (-(labels + 1.0), -1.0)
 
 
+def panel_size_for(marks: int, options: Options) -> int:
+    """The panel asked for, grown when needed so that each of `marks` marks can still be detected after Holm's
+    adjustment: the smallest rank p-value, 1 / (K + 1), times the number of marks must reach the level."""
+    needed = int(np.ceil(marks / options.level - 1e-9)) - 1
+    return max(options.panel_size, needed)
+
+
 class _Run:
     def __init__(self, model: Model, aux: ImageSet, marks: list[MarkUnderTest], options: Options,
                  progress: Callable[[dict], None] | None, cancel: threading.Event | None):
@@ -161,12 +168,13 @@ class _Run:
 
     def _groups(self) -> list[_Group]:
         keyed: dict[tuple[str, float], _Group] = {}
+        size = panel_size_for(sum(mark.panel is not None for mark in self.marks), self.options)
         for index, mark in enumerate(self.marks):
             if mark.panel is None:
                 continue
             key = (mark.family, mark.alpha)
             if key not in keyed:
-                panel = [mark_at(mark.panel(seed), self.size) for seed in external_seeds(self.options.panel_size)]
+                panel = [mark_at(mark.panel(seed), self.size) for seed in external_seeds(size)]
                 keyed[key] = _Group(mark.alpha, [], panel)
             keyed[key].marks.append(index)
         if not keyed:
@@ -265,7 +273,7 @@ class _Run:
                 stopped_early = True
                 break
         results = self._results(chosen, per_mark)
-        return Verification(self.model.output, self.options.level, self.options.panel_size, self.queries,
+        return Verification(self.model.output, self.options.level, len(self.groups[0].panel), self.queries,
                             self.queries_planned, seen, stopped_early,
                             "label-free" if self.options.label is None else "given", results)
 
