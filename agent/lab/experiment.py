@@ -22,9 +22,11 @@ from ..marking import Marker
 from ..marks import registry
 from ..marks.families import DEFAULT_FAMILY, render
 from ..settings import DEFAULT_ALPHA
+from ..verify.blend import Blender, mark_at
 from ..verify.engine import MarkUnderTest, Options, verify
 from ..verify.images import ImageSet
 from ..verify.models import TopK, load_model
+from ..verify.stats import distinguisher_pvalues
 from .datasets import LabelledImages, fashion_mnist
 from .isotopes import mark_class
 from .training import accuracy, export_onnx, train
@@ -133,9 +135,26 @@ def run(setting: Setting, seed: int, workdir: Path | None = None) -> dict:
         for index, (site, target) in enumerate(tested):
             trials.append(Trial(site, target, _outcome(verdicts["marked"][index], 0),
                                 _outcome(verdicts["clean"][index], 0)))
+        distinguisher = None
+        if setting.marked_classes > 1 and setting.marks_per_class == 1 and setting.defence != "top-k":
+            distinguisher = _distinguisher(load_model(f"onnx:{folder / 'marked'}.onnx"), aux[0:len(aux)], marks,
+                                           [target for _, target in tested])
         conn.close()
     return {"setting": asdict(setting), "seed": seed, "accuracy_clean": models["clean"][1],
-            "accuracy_marked": models["marked"][1], "trials": [asdict(trial) for trial in trials]}
+            "accuracy_marked": models["marked"][1], "trials": [asdict(trial) for trial in trials],
+            "distinguisher": distinguisher}
+
+
+def _distinguisher(model, images: np.ndarray, marks: list[MarkUnderTest], labels: list[int]) -> dict:
+    """V_D: a party that knows every user's mark attributes each marked class to the mark whose blend raises
+    that class's probability most (stats.distinguisher_pvalues)."""
+    blender = Blender(images)
+    top1 = model.predict(images).argmax(axis=1)
+    outputs = [model.predict(blender(mark_at(mark.pixels, model.size), mark.alpha)) for mark in marks]
+    scores = np.array([[outputs[k][top1 != label, label].mean() for k in range(len(marks))] for label in labels])
+    pvalues = distinguisher_pvalues(scores)
+    return {"marks": len(marks), "correct": int(np.sum(np.isclose(pvalues, 1 / len(marks)))),
+            "pvalues": pvalues.tolist()}
 
 
 def _recompressed(marked: LabelledImages, indices: np.ndarray) -> LabelledImages:

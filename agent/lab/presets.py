@@ -1,0 +1,56 @@
+"""The reproduction presets: which settings each one sweeps, in a full and a --quick (CI-sized) variant.
+
+Fashion-MNIST is grey; a marked class is one of the classes a model confuses most (experiment.HARD_CLASSES), as a
+user's photos are one identity among many similar ones. Full runs use 20,000 training images and 10 epochs
+(about 2 minutes a model on 2 CPU cores); --quick uses 8,000 images and 3 epochs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from .experiment import Setting
+
+QUICK = Setting(train_size=8000, epochs=3, aux_images=150, panel_size=19)
+
+
+def _grid(base: Setting, **axes) -> list[Setting]:
+    settings = [base]
+    for name, values in axes.items():
+        settings = [replace(setting, **{name: value}) for setting in settings for value in values]
+    return settings
+
+
+PRESETS: dict[str, dict] = {
+    "single": {"about": "one marked class: strength a and fraction p (the paper's figure 7)",
+               "full": _grid(Setting(), alpha=(0.1, 0.2, 0.3, 0.4, 0.5), fraction=(0.01, 0.05, 0.1, 0.25, 0.5)),
+               "quick": [replace(QUICK, alpha=0.5, fraction=0.25, family="structured")]},
+    "multi": {"about": "several marked classes, one mark each, with the distinguisher (the paper's table 9)",
+              "full": _grid(Setting(), marked_classes=(1, 2, 3, 5)),
+              "quick": [replace(QUICK, marked_classes=2, alpha=0.5, fraction=0.25, family="structured")]},
+    "same-class": {"about": "k marks in one class: several users, or one user's site marks and rotations "
+                            "(the paper's table 3)",
+                   "full": _grid(Setting(), marks_per_class=(1, 2, 3, 4, 6)),
+                   "quick": [replace(QUICK, marks_per_class=2, alpha=0.5, fraction=0.5, family="structured")]},
+    "recompress": {"about": "marked photos pass through a social site (1080 px, JPEG q75) before training",
+                   "full": _grid(Setting(), recompress=(False, True), alpha=(0.3, 0.5)),
+                   "quick": [replace(QUICK, recompress=True, alpha=0.5, fraction=0.25, family="structured")]},
+    "countermeasures": {"about": "a trainer's defences: noise, JPEG, random blends (section 8.3), top-3 outputs "
+                                 "(8.4)",
+                        "full": _grid(Setting(), defence=(None, "noise", "jpeg", "blend", "top-k")),
+                        "quick": [replace(QUICK, defence="top-k", alpha=0.5, fraction=0.25, family="structured")]},
+    "null": {"about": "models trained without any mark: the false-positive rate of ten marks per model",
+             "full": [Setting(marked_classes=5, marks_per_class=2)],
+             "quick": [replace(QUICK, marked_classes=5, marks_per_class=2)]},
+    "families": {"about": "mark families and training lengths: what makes a model learn this mark, not any "
+                          "overlay",
+                 "full": _grid(Setting(), family=("texture", "structured"), epochs=(3, 10, 30)),
+                 "quick": [replace(QUICK, family="texture", alpha=0.5, fraction=0.25)]},
+}
+
+
+def settings(preset: str, quick: bool) -> list[Setting]:
+    try:
+        return PRESETS[preset]["quick" if quick else "full"]
+    except KeyError:
+        raise ValueError(f"unknown preset {preset!r}; known: {', '.join(PRESETS)}") from None

@@ -1,0 +1,61 @@
+"""The reproduction harness, --quick: a clean and a marked model trained on real Fashion-MNIST, isotopes made by
+the product's marking path, decisions by the verification engine on the exported ONNX models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("torch", reason="scripts/test installs torch")
+
+from agent.lab import experiment, presets, results  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_a_quick_run_detects_the_mark_on_the_marked_model_only(tmp_path):
+    out = tmp_path / "single"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/reproduce.py"), "single", "--quick", "--runs", "1",
+                           "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr
+    document = json.loads((out / "results.json").read_text())
+    (run,) = document["runs"]
+    (trial,) = run["trials"]
+    assert trial["marked"]["detected"] and not trial["clean"]["detected"]
+    assert abs(run["accuracy_marked"] - run["accuracy_clean"]) <= 0.02
+    assert (out / "rates.png").stat().st_size > 1000
+    assert "| 1 |" in (out / "table.md").read_text() and "reproduce.py single --quick" in done.stdout
+
+
+def test_the_social_site_round_trip_keeps_size_and_changes_pixels():
+    import numpy as np
+
+    image = np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8)
+    after = experiment.social_site(image)
+    assert after.shape == image.shape and after.dtype == np.uint8
+    assert 0 < np.abs(after.astype(int) - image.astype(int)).mean() < 60
+
+
+def test_every_preset_has_a_quick_variant_smaller_than_its_full_sweep():
+    for name in presets.PRESETS:
+        quick, full = presets.settings(name, True), presets.settings(name, False)
+        assert quick and full
+        assert all(s.train_size * s.epochs < min(f.train_size * f.epochs for f in full) for s in quick), name
+    with pytest.raises(ValueError, match="unknown preset"):
+        presets.settings("nope", True)
+
+
+def test_rates_carry_wilson_intervals():
+    assert results.wilson(0, 10)[0] == 0 and results.wilson(0, 10)[1] == pytest.approx(0.278, abs=0.01)
+    assert results.wilson(95, 100)[0] == pytest.approx(0.888, abs=0.01)
+    run = {"setting": {"alpha": 0.3}, "accuracy_clean": 0.8, "accuracy_marked": 0.79,
+           "trials": [{"marked": {"detected": True, "paper_v": True, "z": 2.0, "queries": 10},
+                       "clean": {"detected": False, "paper_v": True, "z": 0.1, "queries": 10}}]}
+    (row,) = results.summarise([run, run])
+    assert row["models"] == 2 and row["detection"]["hits"] == 2 and row["false_positives"]["hits"] == 0
+    assert row["paper_v_fpr"]["rate"] == 1.0
