@@ -53,9 +53,10 @@ def test_every_preset_has_a_quick_variant_smaller_than_its_full_sweep():
 def test_rates_carry_wilson_intervals():
     assert results.wilson(0, 10)[0] == 0 and results.wilson(0, 10)[1] == pytest.approx(0.278, abs=0.01)
     assert results.wilson(95, 100)[0] == pytest.approx(0.888, abs=0.01)
+    positive = {"detected": True, "paper_v": True, "z": 2.0, "queries": 10}
+    negative = {"detected": False, "paper_v": True, "z": 0.1, "queries": 10}
     run = {"setting": {"alpha": 0.3}, "accuracy_clean": 0.8, "accuracy_marked": 0.79,
-           "trials": [{"marked": {"detected": True, "paper_v": True, "z": 2.0, "queries": 10},
-                       "clean": {"detected": False, "paper_v": True, "z": 0.1, "queries": 10}}]}
+           "trials": [{"marked": positive, "clean": negative, "marked_budget": negative, "clean_budget": negative}]}
     (row,) = results.summarise([run, run])
     assert row["models"] == 2 and row["detection"]["hits"] == 2 and row["false_positives"]["hits"] == 0
-    assert row["paper_v_fpr"]["rate"] == 1.0
+    assert row["paper_v_fpr"]["rate"] == 1.0 and row["budget_detection"]["hits"] == 0
