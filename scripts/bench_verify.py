@@ -1,0 +1,167 @@
+#!/usr/bin/env python3
+"""Benchmark: what verification costs beyond the model's own work, side by side.
+
+1. Local ONNX on the CPU: the wall time of a whole verification (`engine.verify`: rendering the external panel,
+   blending on the device, preprocessing, querying, statistics) against bare forward passes of the same number
+   of images through the same onnxruntime session. Target: at most 1.2x. Two models: the 28 px Fashion-MNIST
+   CNN of the harness, and the same architecture at 224 px (a model of a photo service's size; random weights,
+   which cost the same as trained ones).
+2. HTTP: scripts/serve_model.py serving the 28 px model; the server's own maximum throughput (images per second,
+   measured with pre-encoded images at the concurrency limit) against the HTTP backend's at the same limit.
+   Target: at least 90%.
+3. Queries to a decision, from a reproduction run's results.json (--results): queries per test of the default
+   test against the paper's protocol (2 x Q x n = 2,500 queries per test). Target: at most a third.
+
+Usage: .venv/bin/python scripts/bench_verify.py [--images N] [--results docs/results/defaults/results.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import io
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent.lab.datasets import LabelledImages, fashion_mnist  # noqa: E402
+from agent.lab.training import SmallCNN, TrainingRun, export_onnx, train  # noqa: E402
+from agent.marks.families import DEFAULT_FAMILY, render  # noqa: E402
+from agent.verify import engine  # noqa: E402
+from agent.verify.images import ImageSet  # noqa: E402
+from agent.verify.models import load_model  # noqa: E402
+from agent.verify.preprocess import Preprocess  # noqa: E402
+
+PAPER_QUERIES = 2 * 5 * 250
+CONCURRENCY = 4
+
+
+def _models(folder: Path) -> dict[str, Path]:
+    data = fashion_mnist("train")
+    subset = np.random.default_rng(0).choice(len(data), 6000, replace=False)
+    small = train(LabelledImages(data.images[subset], data.labels[subset], data.classes), epochs=1, seed=0)
+    export_onnx(small, folder / "small.onnx")
+    torch.manual_seed(0)
+    large = TrainingRun(SmallCNN(10, 224).eval(), Preprocess(size=(224, 224), mean=(0.5,) * 3, std=(0.5,) * 3),
+                        data.classes, 0, 0.0)
+    export_onnx(large, folder / "large.onnx")
+    return {"28 px CNN": folder / "small.onnx", "224 px CNN": folder / "large.onnx"}
+
+
+def _aux(size: tuple[int, int], count: int) -> np.ndarray:
+    grey = fashion_mnist("test").images[:count]
+    if size == (28, 28):
+        return grey
+    return np.stack([np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(image).resize(size))
+                     for image in grey])
+
+
+def local(models: dict[str, Path], images: int) -> None:
+    print(f"1. Local ONNX on the CPU, {images} aux images, one mark, panel of {engine.DEFAULT_PANEL}:")
+    print(f"   {'model':<12} {'verify (s)':>11} {'bare passes (s)':>16} {'ratio':>6}  (target <= 1.2)")
+    for name, path in models.items():
+        model = load_model(f"onnx:{path}")
+        aux = _aux(model.size, images)
+        mark = engine.MarkUnderTest("bench", "bench.example", 0, DEFAULT_FAMILY, render(DEFAULT_FAMILY, os.urandom(32)),
+                                    0.3, panel=lambda seed: render(DEFAULT_FAMILY, seed))
+        started = time.perf_counter()
+        result = engine.verify(model, ImageSet(model.size, array=aux), [mark],
+                               engine.Options(label=6, sequential=False))
+        verify_seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        for _ in range(result.queries // images):
+            model.predict(aux)
+        bare_seconds = time.perf_counter() - started
+        print(f"   {name:<12} {verify_seconds:>11.2f} {bare_seconds:>16.2f} {verify_seconds / bare_seconds:>6.2f}"
+              f"  ({result.queries} queries)")
+
+
+async def _server_throughput(url: str, payloads: list[bytes]) -> float:
+    import aiohttp
+
+    queue = list(payloads)
+    started = time.perf_counter()
+    async with aiohttp.ClientSession() as session:
+        async def worker():
+            while queue:
+                body = queue.pop()
+                async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as reply:
+                    await reply.read()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+    return len(payloads) / (time.perf_counter() - started)
+
+
+def http(model_path: Path, images: int) -> None:
+    from PIL import Image
+
+    server = subprocess.Popen([sys.executable, str(ROOT / "scripts/serve_model.py"), str(model_path), "--port", "0"],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().split()[-1]
+        config = json.loads(subprocess.run([sys.executable, str(ROOT / "scripts/serve_model.py"), str(model_path),
+                                            "--print-config"], capture_output=True, text=True, check=True).stdout)
+        config["concurrency"] = CONCURRENCY
+        rng = np.random.default_rng(1)
+        batch = rng.integers(0, 256, (images, 28, 28, 3), dtype=np.uint8)  # fresh images: nothing cached
+        payloads = []
+        for image in batch:
+            buffer = io.BytesIO()
+            Image.fromarray(image).save(buffer, "PNG")
+            payloads.append(json.dumps({"image": base64.b64encode(buffer.getvalue()).decode()}).encode())
+        asyncio.run(_server_throughput(url, payloads[:50]))  # warm up
+        server_rate = asyncio.run(_server_throughput(url, payloads))
+        with tempfile.TemporaryDirectory() as home:
+            os.environ["ISOTOPES_HOME"] = home
+            config_path = Path(home) / "api.json"
+            config_path.write_text(json.dumps(config))
+            client = load_model(url, config_path)
+            started = time.perf_counter()
+            client.predict(batch)
+            client_rate = images / (time.perf_counter() - started)
+        print(f"2. HTTP, {images} images, concurrency {CONCURRENCY}: server maximum {server_rate:.0f} images/s, "
+              f"HTTP backend {client_rate:.0f} images/s, {client_rate / server_rate:.0%} (target >= 90%)")
+    finally:
+        server.terminate()
+        server.wait(10)
+
+
+def queries(results: Path) -> None:
+    document = json.loads(results.read_text())
+    print(f"3. Queries per test ({results}; paper's protocol: {PAPER_QUERIES}):")
+    for row in document["rows"]:
+        s = row["setting"]
+        print(f"   {s['family']:<11} a={s['alpha']} p={s['fraction']}: detection {row['detection']['rate']:.2f}, "
+              f"false positives {row['false_positives']['rate']:.2f}, {row['queries_per_test']:.0f} queries "
+              f"= {row['queries_per_test'] / PAPER_QUERIES:.2f}x the paper's (target <= 0.33)")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--images", type=int, default=200)
+    parser.add_argument("--results", type=Path, default=ROOT / "docs/results/defaults/results.json")
+    args = parser.parse_args()
+    torch.set_num_threads(os.cpu_count() or 1)
+    with tempfile.TemporaryDirectory() as scratch:
+        models = _models(Path(scratch))
+        local(models, args.images)
+        http(models["28 px CNN"], 1000)
+    if args.results.exists():
+        queries(args.results)
+    else:
+        print(f"3. (no {args.results}: run scripts/reproduce.py defaults --out {args.results.parent})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
