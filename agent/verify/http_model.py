@@ -64,7 +64,7 @@ from PIL import Image
 from yarl import URL
 
 from .. import paths
-from .models import _softmax
+from .models import softmax
 from .preprocess import ModelConfigError, read_card
 
 ENCODINGS = ("json-base64", "multipart", "raw")
@@ -317,7 +317,7 @@ def parse_answer(body: bytes, count: int, config: ApiConfig) -> np.ndarray:
     if not np.isfinite(scores).all():
         raise ModelResponseError("the answer holds NaN or infinite scores")
     if config.output == "logits":
-        return _softmax(scores)
+        return softmax(scores)
     sums = scores.sum(axis=1)
     if np.abs(sums - 1).max() > SUM_TOLERANCE or scores.min() < 0:
         raise ModelResponseError(f"the scores are not probabilities (row sums {sums.min():.6g} to {sums.max():.6g}, "

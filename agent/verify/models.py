@@ -34,7 +34,8 @@ class Model(Protocol):
         """(N, H, W, 3) uint8 RGB at the model's size -> (N, len(labels)) probabilities or ranks."""
 
 
-def _softmax(scores: np.ndarray) -> np.ndarray:
+def softmax(scores: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of (N, labels) scores (logits) into probabilities."""
     shifted = np.exp(scores - scores.max(axis=1, keepdims=True))
     return shifted / shifted.sum(axis=1, keepdims=True)
 
@@ -56,7 +57,7 @@ class _LocalModel:
         if scores.shape != (len(images), len(self.labels)):
             raise ModelConfigError(f"the model returned shape {scores.shape}; its sidecar names "
                                    f"{len(self.labels)} labels")
-        return _softmax(scores) if self.card.output == "logits" else scores
+        return softmax(scores) if self.card.output == "logits" else scores
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError
