@@ -17,7 +17,7 @@ import pytest
 pytest.importorskip("onnxruntime", reason="scripts/test installs onnxruntime")
 
 from agent.lab.datasets import fashion_mnist  # noqa: E402
-from agent.verify.http_model import ModelResponseError  # noqa: E402
+from agent.verify.api_answers import ModelResponseError  # noqa: E402
 from agent.verify.models import load_model  # noqa: E402
 from agent.verify.preprocess import ModelConfigError  # noqa: E402
 from model_api import ServedModel, serve_model  # noqa: E402

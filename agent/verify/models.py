@@ -122,9 +122,10 @@ BACKENDS = {"onnx": OnnxModel, "torchscript": TorchScriptModel}
 
 def load_model(spec: str, api_config: Path | None = None) -> Model:
     """A model from its spec: onnx:PATH, torchscript:PATH, or the http(s):// URL of a model API, which needs
-    an API config (agent/verify/http_model.py)."""
+    an API config (agent/verify/api_config.py)."""
     if spec.startswith(("http://", "https://")):
-        from .http_model import HttpModel, read_api_config  # aiohttp is imported for a model API only
+        from .api_config import read_api_config
+        from .http_model import HttpModel  # aiohttp is imported for a model API only
 
         if api_config is None:
             raise ModelConfigError(f"{spec} is a model API: it needs an API config (docs/model-api.md)")
