@@ -1,4 +1,4 @@
-"""Shared fixtures: a private data directory per test, real photos, and ways to run the CLI."""
+"""Shared fixtures: a private data directory per test, real photos, ways to run the CLI, and a trained model."""
 
 from __future__ import annotations
 
@@ -63,3 +63,22 @@ def initialised(home) -> Path:
     """A home with an unprotected vault (tests that need the passphrase path make their own)."""
     run_cli("init", "--no-passphrase")
     return home
+
+
+@pytest.fixture(scope="session")
+def fashion_model(tmp_path_factory):
+    """(run, folder): a model trained on 6000 Fashion-MNIST images for one epoch, exported into folder as
+    model.onnx and model.pt with their sidecar model.json. torch is imported here, so conftest needs none."""
+    pytest.importorskip("torch", reason="scripts/test installs torch")
+    import numpy as np
+
+    from agent.lab.datasets import LabelledImages, fashion_mnist
+    from agent.lab.training import export_onnx, export_torchscript, train
+
+    data = fashion_mnist("train")
+    subset = np.random.default_rng(3).choice(len(data), 6000, replace=False)
+    run = train(LabelledImages(data.images[subset], data.labels[subset], data.classes), epochs=1, seed=2)
+    folder = tmp_path_factory.mktemp("models")
+    export_onnx(run, folder / "model.onnx")
+    export_torchscript(run, folder / "model.pt")
+    return run, folder

@@ -21,15 +21,14 @@ from agent.verify.api_answers import ModelResponseError  # noqa: E402
 from agent.verify.models import load_model  # noqa: E402
 from agent.verify.preprocess import ModelConfigError  # noqa: E402
 from model_api import ServedModel, serve_model  # noqa: E402
-from test_verify_models import exported  # noqa: E402, F401  (the model trained and exported for these tests)
 
 SCRIPT = Path(serve_model.__file__)
 FAST = {"backoff": 0.01}  # tests need not wait long between retries
 
 
 @pytest.fixture(scope="module")
-def onnx_model(exported):  # noqa: F811
-    return load_model(f"onnx:{exported[1] / 'model.onnx'}")
+def onnx_model(fashion_model):
+    return load_model(f"onnx:{fashion_model[1] / 'model.onnx'}")
 
 
 @pytest.fixture(scope="module")
@@ -200,8 +199,9 @@ def test_concurrency_and_rate_limit_are_kept(home, tmp_path, onnx_model, images)
         assert time.monotonic() - started >= 19 / 40
 
 
-def test_the_server_script_serves_what_it_prints(home, tmp_path, exported, images, expected):  # noqa: F811
-    command = [sys.executable, str(SCRIPT), str(exported[1] / "model.onnx"), "--shape", "labels", "--top-k", "2"]
+def test_the_server_script_serves_what_it_prints(home, tmp_path, fashion_model, images, expected):
+    command = [sys.executable, str(SCRIPT), str(fashion_model[1] / "model.onnx"), "--shape", "labels",
+               "--top-k", "2"]
     printed = subprocess.run(command + ["--print-config"], capture_output=True, text=True, check=True, timeout=60)
     (tmp_path / "api.json").write_text(printed.stdout)
     server = subprocess.Popen(command + ["--port", "0"], stdout=subprocess.PIPE, text=True)
@@ -248,11 +248,11 @@ def test_bad_api_configs_name_the_file_and_field(tmp_path, config, words):
         load_model("http://127.0.0.1:9/predict", path)
 
 
-def test_bad_config_files_and_specs(tmp_path, exported):  # noqa: F811
+def test_bad_config_files_and_specs(tmp_path, fashion_model):
     with pytest.raises(ModelConfigError, match="needs an API config"):
         load_model("http://127.0.0.1:9/predict")
     with pytest.raises(ModelConfigError, match="an API config is for a model API"):
-        load_model(f"onnx:{exported[1] / 'model.onnx'}", tmp_path / "api.json")
+        load_model(f"onnx:{fashion_model[1] / 'model.onnx'}", tmp_path / "api.json")
     with pytest.raises(ModelConfigError, match=r"api\.json cannot be read"):
         load_model("http://127.0.0.1:9/predict", tmp_path / "api.json")
     (tmp_path / "api.yaml").write_text("preset: scores-vector")

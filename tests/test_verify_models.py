@@ -10,25 +10,14 @@ import pytest
 pytest.importorskip("torch", reason="scripts/test installs torch")
 pytest.importorskip("onnxruntime", reason="scripts/test installs onnxruntime")
 
-from agent.lab.datasets import LabelledImages, fashion_mnist  # noqa: E402
-from agent.lab.training import export_onnx, export_torchscript, probabilities, train  # noqa: E402
+from agent.lab.datasets import fashion_mnist  # noqa: E402
+from agent.lab.training import probabilities  # noqa: E402
 from agent.verify.models import load_model  # noqa: E402
 from agent.verify.preprocess import ModelConfigError, Preprocess  # noqa: E402
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    data = fashion_mnist("train")
-    subset = np.random.default_rng(3).choice(len(data), 6000, replace=False)
-    run = train(LabelledImages(data.images[subset], data.labels[subset], data.classes), epochs=1, seed=2)
-    folder = tmp_path_factory.mktemp("models")
-    export_onnx(run, folder / "model.onnx")
-    export_torchscript(run, folder / "model.pt")
-    return run, folder
-
-
-def test_every_backend_gives_the_trained_models_probabilities(exported):
-    run, folder = exported
+def test_every_backend_gives_the_trained_models_probabilities(fashion_model):
+    run, folder = fashion_model
     images = fashion_mnist("test").images[:300]  # more than one batch of the backends
     expected = probabilities(run, images)
     for spec in (f"onnx:{folder / 'model.onnx'}", f"torchscript:{folder / 'model.pt'}"):
@@ -39,8 +28,8 @@ def test_every_backend_gives_the_trained_models_probabilities(exported):
         assert model.device == "cpu"  # no GPU here; the CUDA path is chosen when one is present
 
 
-def test_a_logits_model_is_turned_into_probabilities(exported, tmp_path):
-    run, folder = exported
+def test_a_logits_model_is_turned_into_probabilities(fashion_model, tmp_path):
+    run, folder = fashion_model
     card = json.loads((folder / "model.json").read_text()) | {"output": "logits"}
     (tmp_path / "model.onnx").write_bytes((folder / "model.onnx").read_bytes())
     (tmp_path / "model.json").write_text(json.dumps(card))
@@ -55,8 +44,8 @@ def test_a_logits_model_is_turned_into_probabilities(exported, tmp_path):
     ('{"input": {"size": 28, "std": 0}, "labels": ["a"]}', "input.std"),
     ('{"input": {"size": 28}, "labels": []}', "labels"),
     ('{"input": {"size": 28}, "labels": ["a"], "output": "votes"}', "output")])
-def test_bad_sidecars_say_what_is_wrong(exported, tmp_path, sidecar, words):
-    _, folder = exported
+def test_bad_sidecars_say_what_is_wrong(fashion_model, tmp_path, sidecar, words):
+    _, folder = fashion_model
     (tmp_path / "model.onnx").write_bytes((folder / "model.onnx").read_bytes())
     if sidecar is not None:
         (tmp_path / "model.json").write_text(sidecar)
@@ -64,8 +53,8 @@ def test_bad_sidecars_say_what_is_wrong(exported, tmp_path, sidecar, words):
         load_model(f"onnx:{tmp_path / 'model.onnx'}")
 
 
-def test_bad_specs_and_files(exported, tmp_path):
-    _, folder = exported
+def test_bad_specs_and_files(fashion_model, tmp_path):
+    _, folder = fashion_model
     with pytest.raises(ModelConfigError, match="onnx:PATH"):
         load_model(f"tensorflow:{folder / 'model.onnx'}")
     with pytest.raises(ModelConfigError, match="does not exist"):
