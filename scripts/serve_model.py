@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Serve an exported ONNX model (with its sidecar JSON) as an HTTP model API, answering in the shape of one of
-agent/verify/http_model.py's presets, optionally with injected faults (for the tests and for trying a client).
+agent/verify/api_config.py's presets, optionally with injected faults (for the tests and for trying a client).
 
     .venv/bin/python scripts/serve_model.py MODEL.onnx [--shape vector|top-k|labels] [--top-k K] [--port 0]
     .venv/bin/python scripts/serve_model.py MODEL.onnx --shape top-k --print-config > api.json

@@ -27,7 +27,7 @@ from ..verify.engine import MarkUnderTest, Options, verify
 from ..verify.images import ImageSet
 from ..verify.models import TopK, load_model
 from ..verify.stats import distinguisher_pvalues
-from .datasets import LabelledImages, fashion_mnist
+from .datasets import LabelledImages, fashion_mnist, image_folder
 from .isotopes import mark_class
 from .training import accuracy, export_onnx, train
 
@@ -93,14 +93,43 @@ def _test(model, aux: ImageSet, mark: MarkUnderTest, target: int, panel: list[np
             "paper_v": bool(result.paper_v and result.paper_v["detected"]), "queries": verification.queries}
 
 
-def run(setting: Setting, seed: int, workdir: Path | None = None) -> dict:
+@dataclass(frozen=True)
+class Dataset:
+    """Training and test images, and the classes a mark may go into (the hardest first, when known)."""
+
+    train: LabelledImages
+    test: LabelledImages
+    candidates: tuple[int, ...]
+
+
+def fashion() -> Dataset:
+    return Dataset(fashion_mnist("train"), fashion_mnist("test"), HARD_CLASSES)
+
+
+def folder_dataset(root: Path, size: int, test_share: float = 0.2) -> Dataset:
+    """Any folder of real images with one subfolder per class, split at random into training and test images."""
+    data = image_folder(root, size)
+    order = np.random.default_rng(0).permutation(len(data))
+    cut = int(round(len(data) * (1 - test_share)))
+
+    def part(indices: np.ndarray) -> LabelledImages:
+        return LabelledImages(data.images[indices], data.labels[indices], data.classes)
+
+    return Dataset(part(order[:cut]), part(order[cut:]), tuple(range(len(data.classes))))
+
+
+def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Path | None = None) -> dict:
     """Train the clean and the marked model for `seed` and test every mark against both."""
+    dataset = dataset or fashion()
     rng = np.random.default_rng(seed)
-    train_all, test = fashion_mnist("train"), fashion_mnist("test")
-    subset = rng.choice(len(train_all), setting.train_size, replace=False)
+    train_all, test = dataset.train, dataset.test
+    subset = rng.choice(len(train_all), min(setting.train_size, len(train_all)), replace=False)
     data = LabelledImages(train_all.images[subset], train_all.labels[subset], train_all.classes)
-    classes = [HARD_CLASSES[(seed + k) % len(HARD_CLASSES)] for k in range(setting.marked_classes)] \
-        if setting.marked_classes <= len(HARD_CLASSES) else list(rng.choice(10, setting.marked_classes, False))
+    candidates = dataset.candidates
+    if setting.marked_classes > len(candidates):
+        raise ValueError(f"{setting.marked_classes} marked classes, but the data has {len(candidates)} to choose from")
+    classes = [candidates[(seed + k) % len(candidates)] for k in range(setting.marked_classes)]
+    size = data.images.shape[1:3]
     with tempfile.TemporaryDirectory(dir=workdir) as scratch:
         folder = Path(scratch)
         secret = vault.create(None, folder / "vault.json")
@@ -140,7 +169,7 @@ def run(setting: Setting, seed: int, workdir: Path | None = None) -> dict:
                 model = TopK(model, 3)
             for images, panel_size, level, key in ((setting.aux_images, setting.panel_size, setting.level, name),
                                                    (*BUDGET, 0.05, f"{name}_budget")):
-                aux = ImageSet((28, 28), array=test.images[aux_pool[:images]])
+                aux = ImageSet(size, array=test.images[aux_pool[:images]])
                 verdicts[key] = [_test(model, aux, mark, target, panel, Options(
                     level=level, label=target, panel_size=panel_size, sequential=False))
                     for mark, (_, target) in zip(marks, tested)]

@@ -71,9 +71,10 @@ def _cell(rate: dict) -> str:
     return f"{rate['hits']}/{rate['trials']} [{rate['ci95'][0]:.2f}, {rate['ci95'][1]:.2f}]"
 
 
-def markdown(rows: list[dict], command: str) -> str:
-    """The table committed under docs/results/."""
+def markdown(rows: list[dict], command: str, paper: str = "") -> str:
+    """The table committed under docs/results/, with the paper's figure for the closest setting."""
     lines = [f"Produced by `{command}`.", "",
+             *([f"The paper (other datasets, its uncalibrated V): {paper}.", ""] if paper else []),
              "| setting | models | accuracy clean / marked | detection (default test) | false positives "
              "| paper V TPR / FPR | mean z | queries per test | detection / false positives with 819 queries |",
              "|---|---|---|---|---|---|---|---|---|"]
@@ -119,11 +120,11 @@ def chart(rows: list[dict], path: Path) -> None:
     image.save(path)
 
 
-def write(runs: list[dict], folder: Path, command: str) -> list[dict]:
+def write(runs: list[dict], folder: Path, command: str, paper: str = "") -> list[dict]:
     """results.json, table.md and rates.png in `folder`; returns the rows."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = summarise(runs)
     (folder / "results.json").write_text(json.dumps({"command": command, "rows": rows, "runs": runs}, indent=1))
-    (folder / "table.md").write_text(markdown(rows, command))
+    (folder / "table.md").write_text(markdown(rows, command, paper))
     chart(rows, folder / "rates.png")
     return rows
