@@ -60,3 +60,23 @@ def test_rates_carry_wilson_intervals():
     (row,) = results.summarise([run, run])
     assert row["models"] == 2 and row["detection"]["hits"] == 2 and row["false_positives"]["hits"] == 0
     assert row["paper_v_fpr"]["rate"] == 1.0 and row["budget_detection"]["hits"] == 0
+
+
+def test_any_folder_of_class_folders_runs_the_same_experiment(tmp_path):
+    """A user's own labelled photos (here: real Fashion-MNIST images written as PNG files, three classes)."""
+    from PIL import Image
+
+    from agent.lab.datasets import fashion_mnist
+
+    test = fashion_mnist("test")
+    for label in (0, 1, 6):
+        folder = tmp_path / "photos" / test.classes[label].replace("/", "-")
+        folder.mkdir(parents=True)
+        for index, image in enumerate(test.images[test.labels == label][:60]):
+            Image.fromarray(image).save(folder / f"{index}.png")
+    dataset = experiment.folder_dataset(tmp_path / "photos", 28)
+    assert len(dataset.train) == 144 and len(dataset.test) == 36 and dataset.candidates == (0, 1, 2)
+    setting = experiment.Setting(train_size=144, epochs=1, aux_images=30, panel_size=5, fraction=0.5)
+    run = experiment.run(setting, seed=0, dataset=dataset)
+    (trial,) = run["trials"]
+    assert trial["label"] == 0 and trial["marked"]["queries"] > 0 and 0 < run["accuracy_clean"] <= 1
