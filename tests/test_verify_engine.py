@@ -88,11 +88,13 @@ def _given(model, aux, label: int) -> int:
     return int(np.sum(model.predict(aux[0:len(aux)]).argmax(axis=1) == label))
 
 
-def test_the_label_free_mode_picks_a_label_on_one_half_and_tests_on_the_other(clean_model, aux):
-    result = engine.verify(clean_model, aux, [_mark("a")], engine.Options(label=None, panel_size=9, sequential=False))
+def test_the_label_free_mode_reports_the_label_where_the_mark_leads_most(clean_model, aux):
+    result = engine.verify(clean_model, aux, [_mark("a")], engine.Options(label=None, panel_size=19))
     (mark,) = result.results
-    assert result.label_mode == "label-free" and mark.label in clean_model.labels
-    assert result.images == len(aux) and mark.images <= len(aux) // 2 + 1
+    assert result.label_mode == "label-free" and mark.label == clean_model.labels[mark.label_index]
+    assert result.images == len(aux) and not result.stopped_early
+    assert mark.images == len(aux) - _given(clean_model, aux, mark.label_index)
+    assert mark.z == pytest.approx((mark.shift - np.mean(mark.panel_shifts)) / np.std(mark.panel_shifts))
 
 
 def test_many_marks_share_one_panel_and_are_holm_adjusted(clean_model, aux):
@@ -167,21 +169,23 @@ def test_imported_marks_are_reported_untestable_and_nothing_testable_is_an_error
 
 
 @pytest.mark.slow
-def test_the_default_test_holds_its_level_on_a_model_that_never_saw_the_marks(clean_model, aux):
+@pytest.mark.parametrize("labels", [list(range(10)), [None] * 10], ids=["label given", "label-free"])
+def test_the_default_test_holds_its_level_on_a_model_that_never_saw_the_marks(clean_model, aux, labels):
     """Calibration: 200 (mark, label) trials on the clean model, each the true mark against its own panel drawn
     from the same generator (from a pool of renders, so the test stays fast). At level 0.05 the false-positive
-    rate must be within binomial noise of 0.05 or below."""
+    rate must be within binomial noise of 0.05 or below, with the label given and with the label-free mode."""
     rng = np.random.default_rng(0)
     pool = [render("structured", os.urandom(32)) for _ in range(240)]
+    images = ImageSet((28, 28), array=aux[0:100])
     rejections, trials = 0, 0
-    for label in range(10):
+    for label in labels:
         for _ in range(20):
             chosen = rng.choice(len(pool), 20, replace=False)
             panel = iter([pool[i] for i in chosen[1:]])
             mark = engine.MarkUnderTest("t", "t.example", 0, "structured", pool[chosen[0]], 0.3,
                                         panel=lambda seed: next(panel))
-            result = engine.verify(clean_model, aux, [mark],
-                                   engine.Options(label=label, panel_size=19, sequential=False, batch=200))
+            result = engine.verify(clean_model, images, [mark],
+                                   engine.Options(label=label, panel_size=19, sequential=False, batch=100))
             rejections += result.results[0].detected
             trials += 1
     assert trials == 200

@@ -23,7 +23,7 @@ from ..marks.keys import external_seeds
 from ..marks.families import DEFAULT_FAMILY, render
 from ..settings import DEFAULT_ALPHA
 from ..verify.blend import Blender, mark_at
-from ..verify.engine import MarkUnderTest, Options, verify
+from ..verify.engine import MarkUnderTest, Options, panel_size_for, verify
 from ..verify.images import ImageSet
 from ..verify.models import TopK, load_model
 from ..verify.stats import distinguisher_pvalues
@@ -85,7 +85,7 @@ class Trial:
     clean_budget: dict
 
 
-def _test(model, aux: ImageSet, mark: MarkUnderTest, target: int, panel: list[np.ndarray], options: Options) -> dict:
+def _test(model, aux: ImageSet, mark: MarkUnderTest, panel: list[np.ndarray], options: Options) -> dict:
     drawn = iter(panel)
     verification = verify(model, aux, [replace(mark, panel=lambda _seed: next(drawn))], options)
     result = verification.results[0]
@@ -160,7 +160,8 @@ def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Pa
             marks.append(MarkUnderTest(issued.mark_id, site, issued.epoch, issued.family,
                                        registry.pixels(secret, issued), setting.alpha))
         # external marks rendered once for both models: each is a fresh draw neither model ever saw
-        panel = [render(setting.family, seed) for seed in external_seeds(max(setting.panel_size, BUDGET[1]))]
+        needed = panel_size_for(1, Options(level=setting.level, panel_size=setting.panel_size))
+        panel = [render(setting.family, seed) for seed in external_seeds(max(needed, BUDGET[1]))]
         aux_pool = rng.permutation(len(test))[:max(setting.aux_images, BUDGET[0])]
         verdicts = {}
         for name in models:
@@ -170,7 +171,7 @@ def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Pa
             for images, panel_size, level, key in ((setting.aux_images, setting.panel_size, setting.level, name),
                                                    (*BUDGET, 0.05, f"{name}_budget")):
                 aux = ImageSet(size, array=test.images[aux_pool[:images]])
-                verdicts[key] = [_test(model, aux, mark, target, panel, Options(
+                verdicts[key] = [_test(model, aux, mark, panel, Options(
                     level=level, label=target, panel_size=panel_size, sequential=False))
                     for mark, (_, target) in zip(marks, tested)]
         trials = [Trial(site, target, **{key: verdicts[key][index] for key in verdicts})

@@ -10,10 +10,9 @@ import json
 import numpy as np
 
 from .api_config import ApiConfig
-from .models import softmax
+from .models import to_probabilities
 from .preprocess import ModelConfigError
 
-SUM_TOLERANCE = 1e-3  # how far from 1 a row of probabilities may sum
 
 
 class ModelResponseError(ModelConfigError):
@@ -58,15 +57,7 @@ def parse_answer(body: bytes, count: int, config: ApiConfig) -> np.ndarray:
         scores = np.array([_complete(entries, config.labels) for entries in listed])
     else:
         scores = np.array([_vector(row, len(config.labels)) for row in rows])
-    if not np.isfinite(scores).all():
-        raise ModelResponseError("the answer holds NaN or infinite scores")
-    if config.output == "logits":
-        return softmax(scores)
-    sums = scores.sum(axis=1)
-    if np.abs(sums - 1).max() > SUM_TOLERANCE or scores.min() < 0:
-        raise ModelResponseError(f"the scores are not probabilities (row sums {sums.min():.6g} to {sums.max():.6g}, "
-                                 f"least score {scores.min():.6g}); use output = logits for raw scores")
-    return scores
+    return to_probabilities(scores, config.output, ModelResponseError)
 
 
 def _is_number(value) -> bool:

@@ -22,6 +22,13 @@ def mark_at(mark: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return np.asarray(cover(Image.fromarray(mark, "RGB"), width, height))
 
 
+def blend_device(model) -> str:
+    """Where to blend for `model`: on its GPU when torch can reach one too, on the CPU otherwise (an
+    onnxruntime session may run on CUDA while torch is a CPU build)."""
+    wanted = getattr(model, "device", "cpu")
+    return wanted if wanted == "cpu" or torch.cuda.is_available() else "cpu"
+
+
 class Blender:
     """Blends marks (already at the model's size) into one batch of aux images held on `device`."""
 

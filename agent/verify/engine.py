@@ -8,8 +8,9 @@ family and strength, so testing a user's ten site marks costs ten extra blends p
 The default test ranks the true mark's summed P(j) among the panel's (stats.panel_rank_pvalue); several marks
 are adjusted with Holm. Aux images are processed in batches; after each batch the engine bounds what the rest
 could still change (each image adds between 0 and 1 to a sum of P(j)) and stops as soon as every decision is
-certain, so an early stop gives exactly the decision the full run would. Without a known label, the first half
-of the images picks, for each mark, the label it shifts most above the panel; the second half tests that label.
+certain, so an early stop gives exactly the decision the full run would. Without a known label, every mark's
+statistic is its largest lead over the rest of its set across all labels (`_largest_lead`), the same for the
+true mark and each external one, which keeps the test exact.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from . import stats
 from ..marks.keys import external_seeds
-from .blend import Blender, mark_at
+from .blend import Blender, blend_device, mark_at
 from .images import ImageSet
 from .models import Model
 
@@ -191,7 +192,7 @@ class _Run:
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled()
             images = self.aux[first:min(first + self.options.batch, stop)]
-            blender = Blender(images, getattr(self.model, "device", "cpu"))
+            blender = Blender(images, blend_device(self.model))
             clean = self._predict(images)
             scored = [_score(self.model, self._predict(blender(pixels, alpha))) for pixels, alpha in self.query_marks]
             yield clean.argmax(axis=1) if self.model.output == "probabilities" else clean.argmin(axis=1), \
@@ -210,22 +211,9 @@ class _Run:
     # --- the test -------------------------------------------------------------------------------------------
 
     def run(self) -> Verification:
-        n = len(self.aux)
-        labels = len(self.model.labels)
         if self.options.label is None:
-            half = n // 2
-            sums = _Sums.empty(len(self.query_marks) + 1, labels)
-            done = 0
-            for top1, clean, scored in self._batches(0, half):
-                self._accumulate(sums, top1, clean, scored)
-                done += len(top1)
-                self._report("choosing labels", done, n)
-            chosen = self._pick_labels(sums)
-            start = half
-        else:
-            chosen = {i: self.options.label for i in self.order}
-            start = 0
-        return self._test(chosen, start)
+            return self._test_label_free()
+        return self._test({i: self.options.label for i in self.order})
 
     def _accumulate(self, sums: _Sums, top1: np.ndarray, clean: np.ndarray, scored: list[np.ndarray]) -> None:
         keep = np.ones((len(top1), sums.counts.size), bool)
@@ -233,17 +221,6 @@ class _Run:
         sums.counts += keep.sum(axis=0)
         for row, values in enumerate([clean] + scored):
             sums.totals[row] += (values * keep).sum(axis=0)
-
-    def _pick_labels(self, sums: _Sums) -> dict[int, int]:
-        """Per mark: the label whose score it raises most above its panel, in panel standard deviations."""
-        chosen = {}
-        counts = np.maximum(sums.counts, 1)
-        means = sums.totals / counts  # row 0 is clean
-        for row, mark_index in enumerate(self.order):
-            panel = means[1 + self._panel_rows(mark_index)]
-            spread = panel.std(axis=0) + 1e-12
-            chosen[mark_index] = int(np.argmax((means[1 + row] - panel.mean(axis=0)) / spread))
-        return chosen
 
     def _panel_rows(self, mark_index: int) -> np.ndarray:
         """Rows of query_marks holding the panel of this mark's group."""
@@ -254,14 +231,14 @@ class _Run:
             offset += len(group.panel)
         raise KeyError(mark_index)
 
-    def _test(self, chosen: dict[int, int], start: int) -> Verification:
+    def _test(self, chosen: dict[int, int]) -> Verification:
         n = len(self.aux)
         low, high = _score_bounds(self.model)
         rows = {mark_index: row for row, mark_index in enumerate(self.order)}
         per_mark = {i: _Tally(len(self._panel_rows(i))) for i in self.order}
-        seen = start
+        seen = 0
         stopped_early = False
-        for top1, clean, scored in self._batches(start, n):
+        for top1, clean, scored in self._batches(0, n):
             seen += len(top1)
             for mark_index, tally in per_mark.items():
                 label = chosen[mark_index]
@@ -272,23 +249,60 @@ class _Run:
             if self.options.sequential and seen < n and self._certain(per_mark, (n - seen) * (high - low)):
                 stopped_early = True
                 break
-        results = self._results(chosen, per_mark)
+        return self._verification(chosen, per_mark, {i: tally.pvalue(0.0) for i, tally in per_mark.items()},
+                                  seen, stopped_early)
+
+    def _test_label_free(self) -> Verification:
+        """Without a label, each mark's statistic is its largest lead, over every label, over the other marks of
+        its set (the true mark and its panel), in their standard deviations. Every mark of the set gets the same
+        statistic from the same data, so they stay exchangeable and the rank p-value stays exact; the label
+        reported is the one where the true mark leads most. Every image is used; there is no early stop."""
+        n, labels = len(self.aux), len(self.model.labels)
+        sums = _Sums.empty(len(self.query_marks) + 1, labels)
+        top1s, cleans, trues, firsts = [], [], [], []  # per image, for the paper's V once the label is known
+        first_rows = {i: self._panel_rows(i)[0] for i in self.order}
+        for top1, clean, scored in self._batches(0, n):
+            self._accumulate(sums, top1, clean, scored)
+            top1s.append(top1)
+            cleans.append(clean)
+            trues.append([scored[row] for row in range(len(self.order))])
+            firsts.append({i: scored[first_rows[i]] for i in self.order})
+            self._report("testing every label", sum(map(len, top1s)), n)
+        top1 = np.concatenate(top1s)
+        clean = np.concatenate(cleans)
+        chosen, pvalues, per_mark = {}, {}, {}
+        for row, mark_index in enumerate(self.order):
+            rows = np.concatenate([[1 + row], 1 + self._panel_rows(mark_index)])
+            chosen[mark_index], pvalues[mark_index] = _largest_lead(sums, rows)
+            label = chosen[mark_index]
+            keep = top1 != label
+            tally = per_mark[mark_index] = _Tally(len(rows) - 1)
+            tally.count, tally.clean = int(keep.sum()), float(clean[keep, label].sum())
+            tally.true, tally.panel = float(sums.totals[1 + row, label]), sums.totals[rows[1:], label].copy()
+            tally.true_images = [np.concatenate([batch[row] for batch in trues])[keep, label]]
+            tally.external_images = [np.concatenate([batch[mark_index] for batch in firsts])[keep, label]]
+        return self._verification(chosen, per_mark, pvalues, n, False)
+
+    def _verification(self, chosen: dict[int, int], per_mark: dict[int, _Tally], pvalues: dict[int, float],
+                      images: int, stopped_early: bool) -> Verification:
         return Verification(self.model.output, self.options.level, len(self.groups[0].panel), self.queries,
-                            self.queries_planned, seen, stopped_early,
-                            "label-free" if self.options.label is None else "given", results)
+                            self.queries_planned, images, stopped_early,
+                            "label-free" if self.options.label is None else "given",
+                            self._results(chosen, per_mark, pvalues))
 
     def _certain(self, per_mark: dict[int, _Tally], swing: float) -> bool:
         """Whether no outcome of the remaining images can change any Holm decision."""
         best = np.array([tally.pvalue(-swing) for tally in per_mark.values()])
         worst = np.array([tally.pvalue(swing) for tally in per_mark.values()])
-        level = self.options.level
+        level = self.options.level * (1 + 1e-9)  # K + 1 = marks / level exactly must still reach the level
         sure_yes = stats.holm(worst) <= level
         sure_no = stats.holm(best) > level
         return bool(np.all(sure_yes | sure_no))
 
-    def _results(self, chosen: dict[int, int], per_mark: dict[int, _Tally]) -> list[MarkResult]:
+    def _results(self, chosen: dict[int, int], per_mark: dict[int, _Tally],
+                 pvalues: dict[int, float]) -> list[MarkResult]:
         tested = list(per_mark)
-        raw = [per_mark[i].pvalue(0.0) for i in tested]
+        raw = [pvalues[i] for i in tested]
         adjusted = dict(zip(tested, stats.holm(raw))) if tested else {}
         results = []
         for index, mark in enumerate(self.marks):
@@ -302,10 +316,23 @@ class _Run:
             tally, label = per_mark[index], chosen[index]
             results.append(MarkResult(
                 **base, label=self.model.labels[label], label_index=label,
-                detected=bool(adjusted[index] <= self.options.level), p_value=tally.pvalue(0.0),
+                detected=bool(adjusted[index] <= self.options.level * (1 + 1e-9)), p_value=pvalues[index],
                 p_adjusted=float(adjusted[index]), shift=tally.shift(), panel_shifts=tally.panel_shifts(),
                 z=tally.z(), images=tally.count, paper_v=tally.paper_v(self.options)))
         return results
+
+
+def _largest_lead(sums: _Sums, rows: np.ndarray) -> tuple[int, float]:
+    """For the marks in `rows` (the true mark first): the label where the true mark leads the others most, and
+    the rank p-value of its largest lead among every mark's largest lead over the rest."""
+    usable = np.flatnonzero(sums.counts > 0)
+    means = sums.totals[np.ix_(rows, usable)] / sums.counts[usable]
+    leads = []
+    for member in range(len(rows)):
+        others = np.delete(means, member, axis=0)
+        leads.append((means[member] - others.mean(axis=0)) / (others.std(axis=0) + 1e-12))
+    best = np.array([lead.max() for lead in leads])
+    return int(usable[np.argmax(leads[0])]), stats.panel_rank_pvalue(best[0], best[1:])
 
 
 class _Tally:
@@ -366,6 +393,8 @@ def verify(model: Model, aux: ImageSet, marks: list[MarkUnderTest], options: Opt
         raise ValueError(f"aux images are read at {aux.size}, the model takes {model.size}")
     if not marks:
         raise NotTestable("there is no mark to test: mark some uploads first")
+    if options.label is not None and not 0 <= options.label < len(model.labels):
+        raise ValueError(f"label {options.label} is not one of the model's {len(model.labels)} labels")
     minimum = 4 if options.label is None else 2
     if len(aux) < minimum:
         raise NotTestable(f"{len(aux)} aux images are too few; use at least a hundred")

@@ -40,6 +40,24 @@ def softmax(scores: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
+SUM_TOLERANCE = 1e-3
+"""How far from 1 a row of probabilities may sum."""
+
+
+def to_probabilities(scores: np.ndarray, output: str, error: type[Exception] = ModelConfigError) -> np.ndarray:
+    """A model's raw scores as probabilities: softmax of logits, or probabilities checked to be finite,
+    non-negative and summing to 1 (the engine's early stop relies on scores within [0, 1])."""
+    if not np.isfinite(scores).all():
+        raise error("the model answered NaN or infinite scores")
+    if output == "logits":
+        return softmax(scores)
+    sums = scores.sum(axis=1)
+    if np.abs(sums - 1).max() > SUM_TOLERANCE or scores.min() < 0:
+        raise error(f"the scores are not probabilities (row sums {sums.min():.6g} to {sums.max():.6g}, least "
+                    f"score {scores.min():.6g}); declare the output as logits if they are raw scores")
+    return scores
+
+
 class _LocalModel:
     """Shared by the file backends: preprocessing from the card, batching, logits to probabilities."""
 
@@ -57,7 +75,7 @@ class _LocalModel:
         if scores.shape != (len(images), len(self.labels)):
             raise ModelConfigError(f"the model returned shape {scores.shape}; its sidecar names "
                                    f"{len(self.labels)} labels")
-        return softmax(scores) if self.card.output == "logits" else scores
+        return to_probabilities(scores, self.card.output)
 
     def _run(self, batch: np.ndarray) -> np.ndarray:
         raise NotImplementedError

@@ -56,6 +56,8 @@ class Request:
             raise ValueError("the panel needs at least one external mark")
         if (self.physical_with is None) != (self.physical_without is None):
             raise ValueError("a physical-mark test needs both --with and --without")
+        if self.physical_with is not None and self.label == "auto" and not self.own:
+            raise ValueError("a physical-mark test needs the label: pass --label or --own")
 
 
 def label_index(model: Model, text: str) -> int:
@@ -69,20 +71,20 @@ def label_index(model: Model, text: str) -> int:
                      + (" ..." if len(model.labels) > 20 else ""))
 
 
-def own_label(model: Model, folder: Path) -> tuple[int, int]:
-    """The label the model gives most of the user's own unmarked photos (majority of top-1), and the queries it
-    took."""
-    photos = read_folder(folder, model.size)
+def own_label(model: Model, folder: Path, limit: int) -> tuple[int, int]:
+    """The label the model gives most of (up to `limit` of) the user's own unmarked photos (majority of top-1),
+    and the queries it took."""
+    photos = read_folder(folder, model.size, limit)
     outputs = model.predict(photos)
     top = outputs.argmax(axis=1) if model.output == "probabilities" else outputs.argmin(axis=1)
     return Counter(top.tolist()).most_common(1)[0][0], len(photos)
 
 
-def physical(model: Model, with_folder: Path, without_folder: Path, label: int) -> dict:
-    """The paper's section 6: photos showing a physical mark against photos without it, unpaired Welch test on
-    the label's score."""
-    with_scores = model.predict(read_folder(with_folder, model.size))[:, label]
-    without_scores = model.predict(read_folder(without_folder, model.size))[:, label]
+def physical(model: Model, with_folder: Path, without_folder: Path, label: int, limit: int) -> dict:
+    """The paper's section 6: (up to `limit` each of) photos showing a physical mark against photos without it,
+    unpaired Welch test on the label's score."""
+    with_scores = model.predict(read_folder(with_folder, model.size, limit))[:, label]
+    without_scores = model.predict(read_folder(without_folder, model.size, limit))[:, label]
     if model.output == "ranks":
         with_scores, without_scores = -with_scores, -without_scores
     pvalue = stats.welch_greater(with_scores, without_scores)
@@ -101,7 +103,7 @@ def run(request: Request, vault: Vault, conn: sqlite3.Connection | None = None,
     if request.label != "auto":
         label = label_index(model, request.label)
     elif request.own:
-        label, extra_queries = own_label(model, Path(request.own))
+        label, extra_queries = own_label(model, Path(request.own), request.images)
     else:
         label = None
     marks = used_marks(vault, conn, list(request.sites) if request.sites else None)
@@ -116,9 +118,8 @@ def run(request: Request, vault: Vault, conn: sqlite3.Connection | None = None,
                 "request": asdict(request), **verification.to_json()}
     document["queries"] += extra_queries
     if request.physical_with:
-        if label is None:
-            raise ValueError("a physical-mark test needs the label: pass --label or --own")
-        block = physical(model, Path(request.physical_with), Path(request.physical_without), label)
+        block = physical(model, Path(request.physical_with), Path(request.physical_without), label,
+                         request.images)
         block["detected"] = block["p_value"] <= request.level
         document["queries"] += block.pop("queries")
         document["physical"] = block
