@@ -35,9 +35,13 @@ class Blender:
     def __init__(self, images: np.ndarray, device: str = "cpu"):
         self.device = torch.device(device)
         self.images = torch.tensor(images, dtype=torch.float64, device=self.device)
+        self._kept: dict[float, torch.Tensor] = {}  # (1 - a) * x per strength: every mark of a panel shares it
 
     def __call__(self, mark: np.ndarray, alpha: float) -> np.ndarray:
-        """x' = a * t + (1 - a) * x for every image of the batch, as (N, H, W, 3) uint8."""
-        tensor = torch.tensor(mark, dtype=torch.float64, device=self.device)
-        mixed = alpha * tensor.unsqueeze(0) + (1.0 - alpha) * self.images
-        return torch.clamp(torch.round(mixed), 0, 255).to(torch.uint8).cpu().numpy()
+        """x' = a * t + (1 - a) * x for every image of the batch, as (N, H, W, 3) uint8. The two products are
+        rounded separately and then added, exactly as blend_arrays does in float64."""
+        if alpha not in self._kept:
+            self._kept[alpha] = (1.0 - alpha) * self.images
+        added = alpha * torch.tensor(mark, dtype=torch.float64, device=self.device)
+        mixed = self._kept[alpha] + added.unsqueeze(0)
+        return mixed.round_().clamp_(0, 255).to(torch.uint8).cpu().numpy()

@@ -15,7 +15,9 @@ true mark and each external one, which keeps the test exact.
 
 from __future__ import annotations
 
+import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterator
 
@@ -145,6 +147,12 @@ def _score_bounds(model: Model) -> tuple[float, float]:
     return (0.0, 1.0) if model.output == "probabilities" else (-(labels + 1.0), -1.0)
 
 
+def _render_panel(render: Callable[[bytes], np.ndarray], count: int, size: tuple[int, int]) -> list[np.ndarray]:
+    """`count` external marks from fresh seeds, at the model's size, rendered on every core."""
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
+        return list(pool.map(lambda seed: mark_at(render(seed), size), external_seeds(count)))
+
+
 def panel_size_for(marks: int, options: Options) -> int:
     """The panel asked for, grown when needed so that each of `marks` marks can still be detected after Holm's
     adjustment: the smallest rank p-value, 1 / (K + 1), times the number of marks must reach the level."""
@@ -175,7 +183,7 @@ class _Run:
                 continue
             key = (mark.family, mark.alpha)
             if key not in keyed:
-                panel = [mark_at(mark.panel(seed), self.size) for seed in external_seeds(size)]
+                panel = _render_panel(mark.panel, size, self.size)
                 keyed[key] = _Group(mark.alpha, [], panel)
             keyed[key].marks.append(index)
         if not keyed:
