@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("torch", reason="scripts/test installs torch")
@@ -18,23 +19,32 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
-def test_a_quick_run_detects_the_mark_on_the_marked_model_only(tmp_path):
-    out = tmp_path / "single"
-    done = subprocess.run([sys.executable, str(ROOT / "scripts/reproduce.py"), "single", "--quick", "--runs", "1",
+def test_a_quick_run_detects_marks_on_the_marked_model_only(tmp_path):
+    """`multi --quick`: five classes carry five users' marks (each model has to tell the marks apart, as it would
+    when many people use isotopes; a single marked class is learned as "any overlay", see docs/results/).
+    Each mark is tested at level 0.01 on the marked and on the clean model. Measured here: 3 and 4 of 5 detected
+    on the marked model (mean z 4.0), 0 of 10 on the clean ones."""
+    out = tmp_path / "multi"
+    done = subprocess.run([sys.executable, str(ROOT / "scripts/reproduce.py"), "multi", "--quick", "--runs", "1",
                            "--out", str(out)], capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stderr
     document = json.loads((out / "results.json").read_text())
     (run,) = document["runs"]
-    (trial,) = run["trials"]
-    assert trial["marked"]["detected"] and not trial["clean"]["detected"]
+    assert len(run["trials"]) == 5 and len({trial["label"] for trial in run["trials"]}) == 5
+    marked = sum(trial["marked"]["detected"] for trial in run["trials"])
+    clean = sum(trial["clean"]["detected"] for trial in run["trials"])
+    # each mark is detected with a chance of about 0.7, so none of five happens about once in 400 runs;
+    # a clean model fires on two of five marks at level 0.01 about once in a thousand runs
+    assert marked >= 1 and clean <= 1, (marked, clean)
+    lead = np.mean([t["marked"]["z"] for t in run["trials"]]) - np.mean([t["clean"]["z"] for t in run["trials"]])
+    assert lead > 1.5, lead  # the marks stand out of their panels on the marked model only
     assert abs(run["accuracy_marked"] - run["accuracy_clean"]) <= 0.02
+    assert run["distinguisher"]["marks"] == 5
     assert (out / "rates.png").stat().st_size > 1000
-    assert "| 1 |" in (out / "table.md").read_text() and "reproduce.py single --quick" in done.stdout
+    assert "| 1 |" in (out / "table.md").read_text() and "reproduce.py multi --quick" in done.stdout
 
 
 def test_the_social_site_round_trip_keeps_size_and_changes_pixels():
-    import numpy as np
-
     image = np.random.default_rng(0).integers(0, 256, (28, 28, 3), dtype=np.uint8)
     after = experiment.social_site(image)
     assert after.shape == image.shape and after.dtype == np.uint8

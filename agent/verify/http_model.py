@@ -68,6 +68,10 @@ def _retry_after(headers) -> float:
         return 0.0
 
 
+CACHE_FLUSH = 256
+"""Answers written to the disk cache in one transaction."""
+
+
 class HttpModel:
     """A model API behind the Model interface. ``requests`` counts HTTP requests sent (retries included),
     ``retries`` the retries among them, ``cache_hits`` the images answered from the disk cache."""
@@ -109,13 +113,18 @@ class HttpModel:
         each answer's rows to `rows` and to the cache as it comes."""
         batch = self.config.request.batch
         pending = iter([images[start:start + batch] for start in range(0, len(images), batch)])
+        unsaved: dict = {}  # answers not yet in the cache: written CACHE_FLUSH at a time, so that SQLite
+        # commits do not stall the event loop after every request
 
         async def worker(session: aiohttp.ClientSession) -> None:
             for request in pending:  # shared by the workers: each takes the next request
                 answer = dict(zip((digest for digest, _ in request),
                                   await self._ask(session, [data for _, data in request])))
-                cache.store(self.key, answer)
                 rows.update(answer)
+                unsaved.update(answer)
+                if len(unsaved) >= CACHE_FLUSH:
+                    cache.store(self.key, unsaved)
+                    unsaved.clear()
 
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)
         async with aiohttp.ClientSession(headers=self.headers, timeout=timeout) as session:
@@ -125,6 +134,8 @@ class HttpModel:
                         group.create_task(worker(session))
             except ExceptionGroup as failures:
                 raise failures.exceptions[0] from None
+            finally:
+                cache.store(self.key, unsaved)  # what was paid for stays paid for, even when a request failed
 
     async def _ask(self, session: aiohttp.ClientSession, images: list[bytes]) -> np.ndarray:
         """One request's answer rows, retrying after 429, 5xx, timeouts and dropped connections."""

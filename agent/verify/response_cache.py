@@ -34,9 +34,18 @@ class ResponseCache:
         return found
 
     def store(self, model: str, rows: dict[str, np.ndarray]) -> None:
-        """Keep these rows (image digest -> row) of this model."""
-        self.connection.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)",
-                                    [(model, image, row.astype(np.float64).tobytes()) for image, row in rows.items()])
+        """Keep these rows (image digest -> row) of this model, in one transaction."""
+        if not rows:
+            return
+        self.connection.execute("BEGIN")
+        try:
+            self.connection.executemany("INSERT OR REPLACE INTO answers VALUES (?, ?, ?)",
+                                        [(model, image, row.astype(np.float64).tobytes())
+                                         for image, row in rows.items()])
+        except BaseException:
+            self.connection.execute("ROLLBACK")
+            raise
+        self.connection.execute("COMMIT")
 
     def close(self) -> None:
         """Close the database."""
