@@ -140,6 +140,7 @@ class HttpModel:
     async def _ask(self, session: aiohttp.ClientSession, images: list[bytes]) -> np.ndarray:
         """One request's answer rows, retrying after 429, 5xx, timeouts and dropped connections."""
         config = self.config
+        failure, wait = "", 0.0  # why the last attempt failed, and how long the server asked us to wait
         for attempt in range(config.retries + 1):
             if attempt:
                 self.retries += 1
