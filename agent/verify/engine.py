@@ -193,13 +193,12 @@ class _Run:
 
     # --- querying -------------------------------------------------------------------------------------------
 
-    def _batches(self, start: int, stop: int) -> Iterator[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
-        """For each batch of aux images in [start, stop): the clean top-1, the clean scores, and each query
-        mark's scores."""
-        for first in range(start, stop, self.options.batch):
+    def _batches(self) -> Iterator[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
+        """For each batch of aux images: the clean top-1, the clean scores, and each query mark's scores."""
+        for first in range(0, len(self.aux), self.options.batch):
             if self.cancel is not None and self.cancel.is_set():
                 raise Cancelled()
-            images = self.aux[first:min(first + self.options.batch, stop)]
+            images = self.aux[first:first + self.options.batch]
             blender = Blender(images, blend_device(self.model))
             clean = self._predict(images)
             scored = [_score(self.model, self._predict(blender(pixels, alpha))) for pixels, alpha in self.query_marks]
@@ -246,7 +245,7 @@ class _Run:
         per_mark = {i: _Tally(len(self._panel_rows(i))) for i in self.order}
         seen = 0
         stopped_early = False
-        for top1, clean, scored in self._batches(0, n):
+        for top1, clean, scored in self._batches():
             seen += len(top1)
             for mark_index, tally in per_mark.items():
                 label = chosen[mark_index]
@@ -269,7 +268,7 @@ class _Run:
         sums = _Sums.empty(len(self.query_marks) + 1, labels)
         top1s, cleans, trues, firsts = [], [], [], []  # per image, for the paper's V once the label is known
         first_rows = {i: self._panel_rows(i)[0] for i in self.order}
-        for top1, clean, scored in self._batches(0, n):
+        for top1, clean, scored in self._batches():
             self._accumulate(sums, top1, clean, scored)
             top1s.append(top1)
             cleans.append(clean)
