@@ -98,6 +98,10 @@ def run(request: Request, vault: Vault, conn: sqlite3.Connection | None = None,
     """Run the verification the request describes; returns the report document."""
     request.check()
     conn = conn or db.connect()
+    marks = used_marks(vault, conn, list(request.sites) if request.sites else None)
+    if not marks:
+        raise engine.NotTestable("no marked upload yet" + (f" for {', '.join(request.sites)}" if request.sites
+                                                            else "") + ": there is nothing to test")
     model = load_model(request.model, Path(request.api_config) if request.api_config else None)
     extra_queries = 0
     if request.label != "auto":
@@ -106,10 +110,6 @@ def run(request: Request, vault: Vault, conn: sqlite3.Connection | None = None,
         label, extra_queries = own_label(model, Path(request.own), request.images)
     else:
         label = None
-    marks = used_marks(vault, conn, list(request.sites) if request.sites else None)
-    if not marks:
-        raise engine.NotTestable("no marked upload yet" + (f" for {', '.join(request.sites)}" if request.sites
-                                                            else "") + ": there is nothing to test")
     aux = ImageSet.from_folder(Path(request.aux), model.size, limit=request.images)
     verification = engine.verify(model, aux, marks, engine.Options(
         level=request.level, panel_size=request.panel_size, label=label, sequential=request.sequential),
