@@ -32,6 +32,12 @@ PRESETS: dict[str, dict] = {
     "multi": {"paper": "figure 9 (CIFAR-100, a = 0.4, p = 0.1): V_T 0.99-1.0 and V_D 0.95-0.99 for 5-50% of classes", "about": "several marked classes, one mark each, with the distinguisher (the paper's table 9)",
               "full": _grid(Setting(), marked_classes=(1, 2, 3, 5)),
               "quick": [replace(QUICK, marked_classes=5, alpha=0.5, fraction=0.25, family="structured")]},
+    "learnable": {"paper": "not measured in the paper",
+                  "about": "which marks are learned mark by mark when five classes carry five users' marks: "
+                           "family x strength x fraction",
+                  "full": _grid(Setting(marked_classes=5), family=("texture", "structured"), alpha=(0.3, 0.5),
+                                fraction=(0.1, 0.25)),
+                  "quick": [replace(QUICK, marked_classes=5, alpha=0.5, fraction=0.25, family="texture")]},
     "same-class": {"paper": "table 3 (CIFAR-100, a = 0.4, p = 0.05 per mark): V_T 0.8-1.0, V_F 0-0.12 for 2-6 marks", "about": "k marks in one class: several users, or one user's site marks and rotations "
                             "(the paper's table 3)",
                    "full": _grid(Setting(), marks_per_class=(1, 2, 3, 4, 6)),
