@@ -18,7 +18,7 @@ pytest.importorskip("onnxruntime", reason="scripts/test installs onnxruntime")
 
 from agent.lab.datasets import fashion_mnist  # noqa: E402
 from agent.verify.api_answers import ModelResponseError  # noqa: E402
-from agent.verify.models import load_model  # noqa: E402
+from agent.verify.models import load_model, top_k_ranks  # noqa: E402
 from agent.verify.preprocess import ModelConfigError  # noqa: E402
 from model_api import ServedModel, serve_model  # noqa: E402
 
@@ -53,13 +53,6 @@ def config_file(folder: Path, model, shape="vector", top_k=5, **fields) -> Path:
     return path
 
 
-def ranks_of(probabilities: np.ndarray, top_k: int) -> np.ndarray:
-    ranks = np.full(probabilities.shape, top_k + 1.0)
-    best = np.argsort(-probabilities, axis=1, kind="stable")[:, :top_k]
-    np.put_along_axis(ranks, best, np.arange(1.0, top_k + 1), axis=1)
-    return ranks
-
-
 @pytest.mark.parametrize("shape, request_fields", [
     ("vector", {"batch": 1}), ("vector", {"batch": 16}), ("vector", {"encoding": "raw"}),
     ("top-k", {"batch": 1}), ("top-k", {"batch": 16})])
@@ -80,7 +73,7 @@ def test_top_k_and_label_answers_give_ranks(home, tmp_path, onnx_model, images, 
     with served(onnx_model, shape, top_k) as server:
         model = load_model(server.url, config_file(tmp_path, onnx_model, shape, top_k, request={"batch": 8}))
         got = model.predict(images[:100])
-    assert model.output == "ranks" and np.array_equal(got, ranks_of(expected[:100], top_k))
+    assert model.output == "ranks" and np.array_equal(got, top_k_ranks(expected[:100], top_k))
 
 
 def test_faults_are_retried_until_the_answer_is_right(home, tmp_path, onnx_model, images, expected):
@@ -214,7 +207,7 @@ def test_the_server_script_serves_what_it_prints(home, tmp_path, fashion_model, 
     finally:
         server.terminate()
         server.wait(10)
-    assert np.array_equal(got, ranks_of(expected[:30], 2))
+    assert np.array_equal(got, top_k_ranks(expected[:30], 2))
 
 
 BASE = {"preset": "scores-vector", "labels": ["a", "b"], "input": {"size": [28, 28]}}

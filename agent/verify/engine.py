@@ -27,7 +27,7 @@ from . import stats
 from ..marks.keys import external_seeds
 from .blend import Blender, blend_device, mark_at
 from .images import ImageSet
-from .models import Model
+from .models import Model, top_labels
 
 DEFAULT_PANEL = 39  # smallest p-value 1/40 = 0.025
 DEFAULT_IMAGES = 200
@@ -202,8 +202,7 @@ class _Run:
             blender = Blender(images, blend_device(self.model))
             clean = self._predict(images)
             scored = [_score(self.model, self._predict(blender(pixels, alpha))) for pixels, alpha in self.query_marks]
-            yield clean.argmax(axis=1) if self.model.output == "probabilities" else clean.argmin(axis=1), \
-                _score(self.model, clean), scored
+            yield top_labels(self.model, clean), _score(self.model, clean), scored
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
         outputs = self.model.predict(images)

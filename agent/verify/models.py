@@ -129,6 +129,11 @@ class TopK:
         return top_k_ranks(self.model.predict(images), self.k)
 
 
+def top_labels(model: Model, outputs: np.ndarray) -> np.ndarray:
+    """Each image's top label from a model's output: the most probable, or the one ranked first."""
+    return outputs.argmax(axis=1) if model.output == "probabilities" else outputs.argmin(axis=1)
+
+
 def top_k_ranks(scores: np.ndarray, k: int) -> np.ndarray:
     """Ranks (1 = top) of each label, with every label outside the top K at K + 1."""
     ranks = np.argsort(np.argsort(-scores, axis=1, kind="stable"), axis=1) + 1

@@ -17,7 +17,7 @@ from .. import db
 from ..vault import Vault
 from . import engine, stats
 from .images import ImageSet, read_folder
-from .models import Model, load_model
+from .models import Model, load_model, top_labels
 from .user_marks import used_marks
 
 
@@ -76,8 +76,7 @@ def own_label(model: Model, folder: Path, limit: int) -> tuple[int, int]:
     and the queries it took."""
     photos = read_folder(folder, model.size, limit)
     outputs = model.predict(photos)
-    top = outputs.argmax(axis=1) if model.output == "probabilities" else outputs.argmin(axis=1)
-    return Counter(top.tolist()).most_common(1)[0][0], len(photos)
+    return Counter(top_labels(model, outputs).tolist()).most_common(1)[0][0], len(photos)
 
 
 def physical(model: Model, with_folder: Path, without_folder: Path, label: int, limit: int) -> dict:
