@@ -1,4 +1,4 @@
-"""The agent's SQLite database: site settings, issued marks and the upload ledger, in one file.
+"""The agent's SQLite database: site settings, issued marks, the upload ledger and the saved models, in one file.
 
 WAL journal with synchronous=FULL: a committed row survives a killed process (and a power cut), and readers
 never block the writer. Every write is one short ``BEGIN IMMEDIATE`` transaction, and a busy timeout lets
@@ -15,7 +15,7 @@ from typing import Iterator
 
 from . import paths
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 BUSY_TIMEOUT_S = 60
 
 _SCHEMA = """
@@ -63,6 +63,27 @@ CREATE INDEX uploads_sha256_in ON uploads (sha256_in);
 CREATE INDEX uploads_site ON uploads (site, time);
 """
 
+_SAVED_MODELS = """
+CREATE TABLE saved_models (
+    id           INTEGER PRIMARY KEY,
+    name         TEXT NOT NULL UNIQUE,
+    kind         TEXT NOT NULL CHECK (kind IN ('http', 'onnx', 'torchscript')),
+    location     TEXT NOT NULL,
+    preset       TEXT,
+    api_config   TEXT,
+    api_document TEXT CHECK ((kind = 'http') = (api_document IS NOT NULL)),
+    aux          TEXT NOT NULL,
+    own          TEXT,
+    label        TEXT NOT NULL DEFAULT 'auto',
+    found        TEXT NOT NULL,
+    added        TEXT NOT NULL,
+    checked      TEXT NOT NULL
+);
+"""
+
+_MIGRATIONS = {1: _SCHEMA, 2: _SAVED_MODELS}
+"""The statements that take the database from the version before to each version."""
+
 
 def now() -> str:
     """The current time as stored in the database: ISO 8601, UTC, seconds."""
@@ -80,14 +101,14 @@ def connect(path: Path | None = None) -> sqlite3.Connection:
     if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
         with transaction(conn):
             version = conn.execute("PRAGMA user_version").fetchone()[0]
-            if version == 0:
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(f"the database was written by a newer isotopes (schema {version}); upgrade isotopes")
+            for step in range(version + 1, SCHEMA_VERSION + 1):
                 # Statement by statement: executescript() would commit the open transaction first.
-                for statement in _SCHEMA.split(";"):
+                for statement in _MIGRATIONS[step].split(";"):
                     if statement.strip():
                         conn.execute(statement)
-                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif version > SCHEMA_VERSION:
-                raise RuntimeError(f"the database was written by a newer isotopes (schema {version}); upgrade isotopes")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
     return conn
 
 

@@ -16,7 +16,7 @@ from ..marks import registry
 from ..marks.families import render
 from ..marks.keys import external_seeds
 from ..sitename import SiteError, site_of
-from ..verify import runs
+from ..verify import runs, saved_models
 from .framing import MAX_REPLY_FRAME_BYTES, MAX_REQUEST_BYTES
 
 PROTOCOL_VERSION = 1
@@ -149,7 +149,7 @@ def _image(encoded: str) -> bytes:
 
 def hello(session: Session, params: dict) -> dict:
     return {"protocol": PROTOCOL_VERSION, "agent_version": __version__, "actions": sorted(ACTIONS),
-            "capabilities": ["mark", "chunked-replies", "sites", "ledger", "verify"], "vault": session.vault_state(),
+            "capabilities": ["mark", "chunked-replies", "sites", "ledger", "verify", "models"], "vault": session.vault_state(),
             "limits": {"max_request_bytes": MAX_REQUEST_BYTES, "max_frame_bytes": MAX_REPLY_FRAME_BYTES}}
 
 
@@ -257,22 +257,83 @@ def stats(session: Session, params: dict) -> dict:
         return {"sites": ledger.stats(session.db())}
 
 
+# --- saved models (agent/verify/saved_models.py) -------------------------------------------------------------
+
+def _saved(operation: Callable, *args):
+    """saved_models.OPERATION(*args), its errors as protocol errors."""
+    try:
+        return operation(*args)
+    except saved_models.UnknownModel as exc:
+        raise ProtocolError("unknown_model", str(exc)) from None
+    except saved_models.EntryProblem as exc:
+        raise ProtocolError("bad_model", str(exc), field=exc.field) from None
+
+
+def _model_id(params: dict, name: str, required: bool = True) -> int | None:
+    value = _param(params, name, int, required=required)
+    if value is not None and value < 1:
+        raise ProtocolError("bad_request", f"parameter {name!r} must be a saved model's id (1 or more)")
+    return value
+
+
+_ENTRY_TEXTS = ("name", "kind", "location", "aux", "preset", "api_config", "own", "label")
+
+
+def models_list(session: Session, params: dict) -> dict:
+    with session.lock:
+        return {"models": saved_models.listing(session.db()), "presets": saved_models.presets()}
+
+
+def models_save(session: Session, params: dict) -> dict:
+    unknown = sorted(set(params) - {*_ENTRY_TEXTS, "labels", "size", "id"})
+    if unknown:
+        raise ProtocolError("bad_request", f"unknown parameter(s) {', '.join(map(repr, unknown))}")
+    texts = {name: _text(params, name) for name in _ENTRY_TEXTS}
+    for name in ("name", "kind", "location", "aux"):
+        if texts[name] is None:
+            raise ProtocolError("bad_request", f"missing parameter {name!r}")
+    labels = _param(params, "labels", list, required=False)
+    if labels is not None and not all(isinstance(label, str) for label in labels):
+        raise ProtocolError("bad_request", "parameter 'labels' must be a list of strings")
+    entry = saved_models.Entry(**texts, labels=tuple(labels) if labels is not None else None,
+                               size=_param(params, "size", int, required=False))
+    replace = _model_id(params, "id", required=False)
+    if replace is not None:
+        with session.lock:
+            _saved(saved_models.get, session.db(), replace)  # an unknown id fails before the long check
+    entry, api_document = _saved(saved_models.described, entry)
+    found = _saved(saved_models.check, entry, api_document)
+    with session.lock:
+        return _saved(saved_models.save, session.db(), entry, api_document, found, replace)
+
+
+def models_remove(session: Session, params: dict) -> dict:
+    model_id = _model_id(params, "id")
+    with session.lock:
+        _saved(saved_models.remove, session.db(), model_id)
+    return {"removed": model_id}
+
+
 # --- verification runs (agent/verify/runs.py) ----------------------------------------------------------------
 
 _REQUEST_FIELDS = {"model": str, "aux": str, "api_config": str, "sites": list, "label": str, "own": str,
                    "level": (int, float), "images": int, "panel_size": int, "sequential": bool}
 _REQUIRED_FIELDS = ("model", "aux")
+_SAVED_MODEL_FIELDS = ("sites", "level")
+"""What verify.start may add to a saved model's request."""
 
 
 def _verify_request(params: dict) -> dict:
     """The verification request (session.Request's JSON form) in verify.start's params, type-checked here; its
     values are checked by the run's worker, which owns session.Request."""
-    unknown = sorted(set(params) - set(_REQUEST_FIELDS))
+    allowed = _SAVED_MODEL_FIELDS if "model_id" in params else _REQUEST_FIELDS
+    unknown = sorted(set(params) - set(allowed) - {"model_id"})
     if unknown:
-        raise ProtocolError("bad_request", f"unknown parameter(s) {', '.join(map(repr, unknown))}")
+        raise ProtocolError("bad_request", f"unknown parameter(s) {', '.join(map(repr, unknown))}"
+                           + (" with 'model_id'" if "model_id" in params else ""))
     request = {}
-    for name, kind in _REQUEST_FIELDS.items():
-        value = _param(params, name, kind, required=name in _REQUIRED_FIELDS)
+    for name in allowed:
+        value = _param(params, name, _REQUEST_FIELDS[name], required=name in _REQUIRED_FIELDS)
         if value is not None:
             request[name] = value
     if "sites" in request:
@@ -293,10 +354,14 @@ def _runs(operation: Callable, *args):
 
 
 def verify_start(session: Session, params: dict) -> dict:
-    request = _verify_request(params)
+    request, saved, api_document = _verify_request(params), None, None
+    if "model_id" in params:
+        with session.lock:
+            base, api_document, saved = _saved(saved_models.run_request, session.db(), _model_id(params, "model_id"))
+        request = base | request
     secret = session.marker().vault
     try:
-        run = runs.start(request, secret)
+        run = runs.start(request, secret, saved, api_document)
     except ValueError as exc:
         raise ProtocolError("bad_request", str(exc)) from None
     return {"run": run, "status": runs.status(run)}
@@ -335,13 +400,14 @@ def verify_history(session: Session, params: dict) -> dict:
     limit = _param(params, "limit", int, required=False, default=20)
     if not 1 <= limit <= 100:
         raise ProtocolError("bad_request", "parameter 'limit' must be between 1 and 100")
-    return {"runs": runs.history(limit)}
+    return {"runs": runs.history(limit, _model_id(params, "model_id", required=False))}
 
 
 ACTIONS: dict[str, Callable[[Session, dict], dict | Generator[dict, None, dict]]] = {
     "hello": hello, "unlock": unlock, "mark": mark, "sites.get": sites_get, "sites.set": sites_set,
     "marks.list": marks_list, "marks.rotate": marks_rotate, "marks.preview": marks_preview,
-    "ledger.query": ledger_query, "stats": stats, "verify.start": verify_start, "verify.watch": verify_watch,
+    "ledger.query": ledger_query, "stats": stats, "models.list": models_list, "models.save": models_save,
+    "models.remove": models_remove, "verify.start": verify_start, "verify.watch": verify_watch,
     "verify.status": verify_status, "verify.cancel": verify_cancel, "verify.result": verify_result,
     "verify.report": verify_report, "verify.history": verify_history,
 }

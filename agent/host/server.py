@@ -31,6 +31,10 @@ HEAVY_WORKERS, LIGHT_WORKERS = 2, 2
 MAX_HEAVY_IN_FLIGHT = 8
 """Photos queued or being marked at once; past this the reader waits, so memory stays bounded (each may be
 up to 64 MiB) and the browser holds the rest."""
+WAITING_ACTIONS = {"models.save", "verify.start"}
+"""Actions that wait seconds to a minute on another process (a model check, a run's worker starting). They run
+on their own workers, so the quick requests that uploads depend on (sites.get) never queue behind them."""
+WAITING_WORKERS = 2
 WATCH_ACTIONS = {"verify.watch"}
 """Actions that last as long as a verification run. Each holds a worker of its own, so watching never delays
 another request."""
@@ -120,6 +124,7 @@ class Host:
         self.heavy = ThreadPoolExecutor(max_workers=HEAVY_WORKERS, thread_name_prefix="isotopes-photo")
         self.light = ThreadPoolExecutor(max_workers=LIGHT_WORKERS, thread_name_prefix="isotopes-request")
         self.watches = ThreadPoolExecutor(max_workers=MAX_WATCHES, thread_name_prefix="isotopes-watch")
+        self.waiting = ThreadPoolExecutor(max_workers=WAITING_WORKERS, thread_name_prefix="isotopes-waiting")
         self.heavy_slots = threading.BoundedSemaphore(MAX_HEAVY_IN_FLIGHT)
 
     def reply_error(self, request_id, error: ProtocolError) -> None:
@@ -183,6 +188,9 @@ class Host:
         if action in WATCH_ACTIONS:
             self.watches.submit(self.handle, request_id, action, params)
             return
+        if action in WAITING_ACTIONS:
+            self.waiting.submit(self.handle, request_id, action, params)
+            return
         if action not in HEAVY_ACTIONS:
             self.light.submit(self.handle, request_id, action, params)
             return
@@ -208,7 +216,7 @@ class Host:
         finally:
             # Nobody can receive replies any more: queued work is dropped, running work finishes, watches end.
             self.session.stopping.set()
-            for pool in (self.heavy, self.light, self.watches):
+            for pool in (self.heavy, self.light, self.waiting, self.watches):
                 pool.shutdown(wait=True, cancel_futures=True)
         return code
 

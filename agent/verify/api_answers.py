@@ -14,9 +14,12 @@ from .models import to_probabilities
 from .preprocess import ModelConfigError
 
 
-
 class ModelResponseError(ModelConfigError):
     """A model API that answered (or failed to) in a way its config does not allow; the message says how."""
+
+
+class ModelUnreachable(ModelResponseError):
+    """A model API that gave no answer to parse: refused (HTTP 4xx), down or failing (after the retries)."""
 
 
 def excerpt(value, limit: int = 160) -> str:

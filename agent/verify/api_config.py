@@ -152,6 +152,15 @@ def preset_names() -> list[str]:
     return sorted(entry.name.removesuffix(".json") for entry in PRESETS.iterdir() if entry.name.endswith(".json"))
 
 
+def _preset(name: str) -> dict:
+    return json.loads((PRESETS / f"{name}.json").read_text())
+
+
+def preset_description(name: str) -> str:
+    """What a preset's answers look like, in a line."""
+    return _preset(name)["description"]
+
+
 def _merged(base: dict, override: dict) -> dict:
     """`override` on top of `base`, tables merged field by field."""
     merged = dict(base)
@@ -161,7 +170,8 @@ def _merged(base: dict, override: dict) -> dict:
     return merged
 
 
-def _read_document(path: Path) -> dict:
+def read_document(path: Path) -> dict:
+    """A config file's fields as written (JSON or TOML, by suffix), before its preset and checks."""
     parsers = {".json": (json.loads, json.JSONDecodeError), ".toml": (tomllib.loads, tomllib.TOMLDecodeError)}
     if path.suffix not in parsers:
         raise ModelConfigError(f"{path}: an API config is a .json or .toml file")
@@ -183,13 +193,14 @@ def _with_preset(document: dict) -> dict:
     name = document["preset"]
     if name not in preset_names():
         raise ModelConfigError(f"preset must be one of {', '.join(preset_names())}, not {name!r}")
-    preset = json.loads((PRESETS / f"{name}.json").read_text())
+    preset = _preset(name)
+    del preset["description"]
     return _merged(preset, {key: value for key, value in document.items() if key != "preset"})
 
 
 def read_api_config(path: Path) -> ApiConfig:
     """Read and check an API config (with its preset); every error names the file and the field."""
-    document = _read_document(path)
+    document = read_document(path)
     try:
         document = _with_preset(document)
         top = _Table(document, "", _FIELDS)

@@ -28,7 +28,7 @@ import numpy as np
 from PIL import Image
 from yarl import URL
 
-from .api_answers import ModelResponseError, excerpt, parse_answer
+from .api_answers import ModelResponseError, ModelUnreachable, excerpt, parse_answer
 from .api_config import FORMATS, ApiConfig, RequestFormat
 from .preprocess import ModelConfigError
 from .response_cache import ResponseCache
@@ -105,7 +105,7 @@ class HttpModel:
                 try:
                     asyncio.run(self._fetch(list(missing.items()), rows, cache))
                 except ModelResponseError as exc:
-                    raise ModelResponseError(f"{self.url}: {exc}") from None
+                    raise type(exc)(f"{self.url}: {exc}") from None
         return np.array([rows[digest] for digest in digests]).reshape(len(images), len(self.labels))
 
     async def _fetch(self, images: list[tuple[str, bytes]], rows: dict, cache: ResponseCache) -> None:
@@ -153,14 +153,14 @@ class HttpModel:
                     if response.status < 400:
                         return parse_answer(body, len(images), config)
                     if response.status != 429 and response.status < 500:
-                        raise ModelResponseError(f"HTTP {response.status}: {excerpt(body)}")
+                        raise ModelUnreachable(f"HTTP {response.status}: {excerpt(body)}")
                     failure, wait = f"HTTP {response.status} {excerpt(body)}", _retry_after(response.headers)
             except TimeoutError:
                 failure, wait = f"no answer within the timeout of {config.timeout} s", 0.0
             except (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError) as exc:
                 failure, wait = f"connection failed ({exc})", 0.0
         retries = f"{config.retries} {'retry' if config.retries == 1 else 'retries'}"
-        raise ModelResponseError(f"gave up after {retries}; the last failure: {failure}")
+        raise ModelUnreachable(f"gave up after {retries}; the last failure: {failure}")
 
     async def _rate_limit(self) -> None:
         if self.config.rate_limit:

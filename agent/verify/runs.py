@@ -1,7 +1,7 @@
 """Verification runs that belong to the agent, not to whoever asked for them.
 
-A run is a folder ``<data dir>/runs/RUN_ID`` (``request.json``, ``status.json``, ``result.json``, ``report.html``,
-``worker.log``) and a detached worker process (``python -m agent.verify.runs RUN_ID FD``) in a session of its own.
+A run is a folder ``<data dir>/runs/RUN_ID`` (``request.json``, ``api.json`` for a saved model API,
+``status.json``, ``result.json``, ``report.html``, ``worker.log``) and a detached worker process (``python -m agent.verify.runs RUN_ID FD``) in a session of its own.
 A browser kills the native host when its port closes; the run goes on, and any later host reads how it went.
 
 The worker gets the vault's secret through its stdin pipe (never its command line, environment or disk). It checks
@@ -32,7 +32,8 @@ RUN_ID = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
 """UTC start time, then random: ids sort by age."""
 STATUS_SECONDS = 0.5
 """The worker rewrites status.json at most this often while it runs (and once more when it ends)."""
-HISTORY_FIELDS = ("run", "started", "model", "state", "decision", "sentence")
+HISTORY_FIELDS = ("run", "started", "finished", "model", "model_id", "model_name", "state", "decision", "sentence",
+                  "error")
 _NO_RESULT = {"running": "it is still running", "cancelled": "it was cancelled", "failed": "it failed"}
 
 
@@ -89,14 +90,19 @@ def _alive(pid: int) -> bool:
 
 # --- the host's side ---------------------------------------------------------------------------------------
 
-def start(request: dict, vault: Vault) -> str:
+def start(request: dict, vault: Vault, saved: dict | None = None, api_document: dict | None = None) -> str:
     """Start a run of `request` (the JSON form of session.Request) in a new detached worker; returns its id once
-    the worker has accepted the request. Raises ValueError, saying why, for a request that cannot run."""
+    the worker has accepted the request. For a saved model (saved_models.run_request), `saved` is the model
+    and `api_document` the API config it was checked with, kept in the run's folder. Raises ValueError, saying
+    why, for a request that cannot run."""
     if not Path(request["aux"]).is_dir():
         raise ValueError(f"the aux folder {request['aux']!r} does not exist")
     run_id = f"{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
     folder = runs_dir() / run_id
     folder.mkdir(mode=0o700)
+    if api_document is not None:
+        _write_atomically(folder / "api.json", json.dumps(api_document, indent=1))
+        request = request | {"api_config": str(folder / "api.json")}
     _write_atomically(folder / "request.json", json.dumps(request, indent=1))
     answer_read, answer_write = os.pipe()
     with open(folder / "worker.log", "ab") as log:
@@ -106,7 +112,7 @@ def start(request: dict, vault: Vault) -> str:
     os.close(answer_write)
     threading.Thread(target=worker.wait, daemon=True).start()  # reaped, a finished worker never looks alive
     handoff = {"secret": base64.b64encode(vault.secret).decode(), "protected": vault.protected,
-               "created": vault.created}
+               "created": vault.created, "model_id": saved and saved["id"], "model_name": saved and saved["name"]}
     try:
         worker.stdin.write(json.dumps(handoff).encode())
         worker.stdin.close()
@@ -137,8 +143,9 @@ def _stored(run_id: str) -> dict:
 
 
 def status(run_id: str) -> dict:
-    """``run``, ``state`` (running, done, failed or cancelled), ``started``, ``finished``, ``model``, ``progress``
-    (the last progress event and ``eta_seconds``), ``error`` when failed, ``decision`` and ``sentence`` when done."""
+    """``run``, ``state`` (running, done, failed or cancelled), ``started``, ``finished``, ``model``, ``model_id``
+    and ``model_name`` (a saved model's; else null), ``progress`` (the last progress event and ``eta_seconds``),
+    ``error`` when failed, ``decision`` and ``sentence`` when done."""
     return {key: value for key, value in _stored(run_id).items() if key != "pid"}
 
 
@@ -170,11 +177,18 @@ def report(run_id: str) -> str:
     return _finished_file(run_id, "report.html")
 
 
-def history(limit: int = 20) -> list[dict]:
-    """The latest `limit` runs, newest first: run, started, model, state, decision, sentence."""
+def history(limit: int = 20, model_id: int | None = None) -> list[dict]:
+    """The latest `limit` runs (of saved model `model_id` only, when given), newest first: run, started,
+    finished, model, model_id, model_name, state, decision, sentence, error."""
     ids = sorted((folder.name for folder in runs_dir().iterdir()
                   if RUN_ID.fullmatch(folder.name) and (folder / "status.json").is_file()), reverse=True)
-    return [{key: current.get(key) for key in HISTORY_FIELDS} for current in map(status, ids[:limit])]
+    chosen = []
+    for current in map(status, ids):
+        if len(chosen) == limit:
+            break
+        if model_id is None or current.get("model_id") == model_id:
+            chosen.append({key: current.get(key) for key in HISTORY_FIELDS})
+    return chosen
 
 
 # --- the worker --------------------------------------------------------------------------------------------
@@ -182,11 +196,11 @@ def history(limit: int = 20) -> list[dict]:
 class _StatusFile:
     """The worker's status.json: the run's state and its last progress event with an estimate of the time left."""
 
-    def __init__(self, folder: Path, run_id: str, model: str):
+    def __init__(self, folder: Path, run_id: str, model: str, model_id: int | None, model_name: str | None):
         self.path = folder / "status.json"
         self.began = self.written = time.monotonic()
         self.status = {"run": run_id, "state": "running", "started": db.now(), "finished": None, "model": model,
-                       "pid": os.getpid(), "progress": None}
+                       "model_id": model_id, "model_name": model_name, "pid": os.getpid(), "progress": None}
         _write_atomically(self.path, json.dumps(self.status))
 
     def progress(self, event: dict) -> None:
@@ -219,7 +233,7 @@ def _work(run_id: str, answer_fd: int) -> int:
         except ValueError as exc:
             answer.write(json.dumps({"error": str(exc)}) + "\n")
             return 2
-        status_file = _StatusFile(folder, run_id, request.model)
+        status_file = _StatusFile(folder, run_id, request.model, handoff["model_id"], handoff["model_name"])
         answer.write(json.dumps({"run": run_id}) + "\n")
     try:
         document = session.run(request, vault, progress=status_file.progress, cancel=cancel_run)
