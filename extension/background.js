@@ -3,10 +3,10 @@
 "use strict";
 
 if (typeof importScripts === "function") {
-  importScripts("lib/webext.js", "lib/chunks.js", "lib/sites.js", "lib/agent.js");
+  importScripts("lib/webext.js", "lib/chunks.js", "lib/sites.js", "lib/agent.js", "lib/watch-relay.js");
 }
 
-const {AgentClient, AgentError, enabledSiteForHost, ext} = globalThis.Isotopes;
+const {AgentClient, AgentError, WatchRelay, WATCH_PORT, enabledSiteForHost, errorJson, ext} = globalThis.Isotopes;
 const HOST_NAME = "org.isotopes.agent";
 const EXTENSION_ORIGIN = ext.runtime.getURL("");
 
@@ -83,8 +83,12 @@ ext.tabs.onRemoved.addListener((tabId) => markedPerTab.delete(tabId));
 // --- messages ------------------------------------------------------------------------------------------------
 
 function fromExtensionPage(sender) {
-  return typeof sender.url === "string" && sender.url.startsWith(EXTENSION_ORIGIN);
+  return Boolean(sender) && typeof sender.url === "string" && sender.url.startsWith(EXTENSION_ORIGIN);
 }
+
+// Actions that may take longer than the client's usual minute: models.save checks the model in a process of
+// its own for up to 60 s, verify.start loads the model's runtime before it answers.
+const SLOW_ACTIONS = {"models.save": 150000, "verify.start": 150000};
 
 const handlers = {
   // Content scripts: is marking on for the page's site (the top-level page of the tab)?
@@ -111,7 +115,8 @@ const handlers = {
   // Extension pages only (popup, options): any agent action.
   async agent(message, sender) {
     if (!fromExtensionPage(sender)) throw new AgentError("forbidden", "only the extension's own pages may do that");
-    const data = await agent.request(message.action, message.params);
+    const timeoutMs = SLOW_ACTIONS[message.action];
+    const data = await agent.request(message.action, message.params, timeoutMs ? {timeoutMs} : undefined);
     if (message.action === "sites.set" || message.action === "unlock") await knownSites();
     return data;
   },
@@ -122,8 +127,31 @@ ext.runtime.onMessage.addListener((message, sender, sendResponse) => {
   if (!handler) return false;
   handler(message, sender).then(
     (data) => sendResponse({ok: true, data}),
-    (error) => sendResponse({ok: false, error: {code: error.code || "internal_error", message: error.message}}));
+    (error) => sendResponse({ok: false, error: errorJson(error)}));
   return true; // the answer comes asynchronously
+});
+
+// Extension pages watch a verification run over a Port (lib/watch-relay.js): progress arrives as it happens,
+// with no time limit (a slow model API can take minutes between events), until the run ends.
+const watches = new WatchRelay(
+  (run, onEvent) => agent.request("verify.watch", {run}, {onEvent, timeoutMs: 0}), errorJson);
+
+ext.runtime.onConnect.addListener((port) => {
+  if (port.name !== WATCH_PORT) return;
+  if (!fromExtensionPage(port.sender)) {
+    port.disconnect();
+    return;
+  }
+  const start = (message) => {
+    port.onMessage.removeListener(start);
+    const run = message && message.run;
+    if (typeof run !== "string" || !run) {
+      port.postMessage({ok: false, error: {code: "bad_request", message: "parameter 'run' must be a run id"}});
+      return;
+    }
+    watches.attach(port, run);
+  };
+  port.onMessage.addListener(start);
 });
 
 knownSites();
