@@ -297,12 +297,14 @@ class _Run:
                             self._results(chosen, per_mark, pvalues))
 
     def _certain(self, per_mark: dict[int, _Tally], swing: float) -> bool:
-        """Whether no outcome of the remaining images can change any Holm decision."""
-        best = np.array([tally.pvalue(-swing) for tally in per_mark.values()])
-        worst = np.array([tally.pvalue(swing) for tally in per_mark.values()])
+        """Whether no outcome of the remaining images can change any Holm decision: Holm's adjusted p-values grow
+        with every raw one, so a mark is surely detected if it is even with every p-value at its largest (each
+        true mark losing `swing` to its panel), and surely not if it is not even with every one at its smallest."""
+        largest = np.array([tally.pvalue(-swing) for tally in per_mark.values()])
+        smallest = np.array([tally.pvalue(swing) for tally in per_mark.values()])
         level = self.options.level * (1 + 1e-9)  # K + 1 = marks / level exactly must still reach the level
-        sure_yes = stats.holm(worst) <= level
-        sure_no = stats.holm(best) > level
+        sure_yes = stats.holm(largest) <= level
+        sure_no = stats.holm(smallest) > level
         return bool(np.all(sure_yes | sure_no))
 
     def _results(self, chosen: dict[int, int], per_mark: dict[int, _Tally],
