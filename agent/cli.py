@@ -553,7 +553,7 @@ class _ProgressBar:
 
     def __call__(self, event: dict) -> None:
         done, total = event["images_done"], max(event["images_total"], 1)
-        filled = self.WIDTH * done // total
+        filled = self.WIDTH * event["queries"] // max(event["queries_planned"], 1)  # moves at every model call
         print(f"\r{event['phase']:>16} [{'#' * filled}{'.' * (self.WIDTH - filled)}] {done}/{total} images, "
               f"{event['queries']} queries", end="", file=sys.stderr, flush=True)
 

@@ -155,18 +155,21 @@ def test_an_api_that_answers_its_top_labels_only_gives_the_same_answer(learned, 
     assert ranked.results[0].detected and ranked.results[0].shift > 0
 
 
-def test_cancelling_stops_between_batches(clean_model, aux):
+def test_cancelling_stops_at_the_next_model_call_and_progress_counts_every_call(clean_model, aux):
     cancel = threading.Event()
     seen = []
 
     def progress(event):
         seen.append(event)
-        cancel.set()
+        if event["queries"] >= 60:
+            cancel.set()
 
     with pytest.raises(engine.Cancelled):
-        engine.verify(clean_model, aux, [_mark("a")], engine.Options(label=1, batch=20, sequential=False),
+        engine.verify(clean_model, aux, [_mark("a")], engine.Options(label=1, panel_size=19, batch=20,
+                                                                     sequential=False),
                       progress=progress, cancel=cancel)
-    assert len(seen) == 1 and seen[0]["images_done"] == 20
+    assert [event["queries"] for event in seen] == [20, 40, 60]  # the clean batch, the mark, one panel mark
+    assert {event["images_done"] for event in seen} == {0} and seen[0]["queries_planned"] == len(aux) * 21
 
 
 def test_imported_marks_are_reported_untestable_and_nothing_testable_is_an_error(clean_model, aux):

@@ -35,7 +35,7 @@ BATCH = 50
 
 
 class Cancelled(Exception):
-    """The run was cancelled between two batches."""
+    """The run was cancelled (between two model calls: at most one batch of images for one mark is waited for)."""
 
 
 class NotTestable(ValueError):
@@ -174,6 +174,7 @@ class _Run:
             + [(external, group.alpha) for group in self.groups for external in group.panel])
         self.order = [i for group in self.groups for i in group.marks]  # query row -> mark index
         self.queries_planned = len(aux) * (1 + len(self.query_marks))
+        self._stage = ("testing" if options.label is not None else "testing every label", 0, len(aux))
 
     def _groups(self) -> list[_Group]:
         keyed: dict[tuple[str, float], _Group] = {}
@@ -196,8 +197,6 @@ class _Run:
     def _batches(self) -> Iterator[tuple[np.ndarray, np.ndarray, list[np.ndarray]]]:
         """For each batch of aux images: the clean top-1, the clean scores, and each query mark's scores."""
         for first in range(0, len(self.aux), self.options.batch):
-            if self.cancel is not None and self.cancel.is_set():
-                raise Cancelled()
             images = self.aux[first:first + self.options.batch]
             blender = Blender(images, blend_device(self.model))
             clean = self._predict(images)
@@ -205,11 +204,17 @@ class _Run:
             yield top_labels(self.model, clean), _score(self.model, clean), scored
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
+        """The model's outputs for one batch with one mark (or none); a slow model API may take a minute over
+        one, so cancelling is checked and progress (its queries) reported at every call, not every batch."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled()
         outputs = self.model.predict(images)
         self.queries += len(images)
+        self._report(*self._stage)
         return outputs
 
     def _report(self, phase: str, done: int, total: int) -> None:
+        self._stage = (phase, done, total)
         if self.progress is not None:
             self.progress({"phase": phase, "images_done": done, "images_total": total, "queries": self.queries,
                            "queries_planned": self.queries_planned})

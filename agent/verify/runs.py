@@ -150,7 +150,7 @@ def status(run_id: str) -> dict:
 
 
 def cancel(run_id: str) -> dict:
-    """Ask a running run to stop (its worker stops before the next batch of images); returns its status."""
+    """Ask a running run to stop (its worker stops before its next model call); returns its status."""
     stored = _stored(run_id)
     if stored["state"] == "running":
         try:
@@ -205,7 +205,7 @@ class _StatusFile:
 
     def progress(self, event: dict) -> None:
         now = time.monotonic()
-        done, total = event["images_done"], event["images_total"]
+        done, total = event["queries"], event["queries_planned"]  # finer than images: a batch is many queries
         eta = round((now - self.began) * (total - done) / done, 1) if done else None
         self.status["progress"] = event | {"eta_seconds": eta}
         if now - self.written >= STATUS_SECONDS:
@@ -220,7 +220,7 @@ class _StatusFile:
 def _work(run_id: str, answer_fd: int) -> int:
     """The worker: read the secret, check the request and answer `start`, run, write the result and report."""
     cancel_run = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: cancel_run.set())  # the engine stops between two batches
+    signal.signal(signal.SIGTERM, lambda *_: cancel_run.set())  # the engine stops before its next model call
     handoff = json.loads(sys.stdin.buffer.read())
     vault = Vault(base64.b64decode(handoff["secret"]), handoff["protected"], handoff["created"])
     from . import engine, report as reports, session  # torch and onnxruntime load here, in the worker only

@@ -18,8 +18,12 @@
     return progress.phase === "testing every label" ? `Testing every label: ${text}` : text;
   }
 
-  // For a <progress>: {value, max}, or null while there is no progress yet (an indeterminate bar).
+  // For a <progress>: {value, max}, or null while there is no progress yet (an indeterminate bar). Queries move
+  // the bar after every model call; photos only once every mark has seen them (a minute apart on a slow API).
   function progressValue(progress) {
+    if (progress && progress.queries_planned > 0) {
+      return {value: Math.min(progress.queries || 0, progress.queries_planned), max: progress.queries_planned};
+    }
     if (!progress || !(progress.images_total > 0)) return null;
     return {value: Math.min(progress.images_done || 0, progress.images_total), max: progress.images_total};
   }

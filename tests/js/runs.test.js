@@ -44,6 +44,8 @@ test("progress in words, and for a progress bar", () => {
   assert.equal(progressValue({images_done: 5, images_total: 0}), null);
   assert.deepEqual(progressValue({images_done: 120, images_total: 200}), {value: 120, max: 200});
   assert.deepEqual(progressValue({images_done: 250, images_total: 200}), {value: 200, max: 200});
+  assert.deepEqual(progressValue({images_done: 0, images_total: 200, queries: 60, queries_planned: 8200}),
+                   {value: 60, max: 8200});
   assert.equal(formatCount(1234567), "1,234,567");
 });
 
