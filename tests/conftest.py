@@ -1,4 +1,5 @@
-"""Shared fixtures: a private data directory per test, real photos, ways to run the CLI, and a trained model."""
+"""Shared fixtures: a private data directory per test, real photos, ways to run the CLI, a trained model, and
+suspect models trained on a user's marked uploads."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -82,3 +84,65 @@ def fashion_model(tmp_path_factory):
     export_onnx(run, folder / "model.onnx")
     export_torchscript(run, folder / "model.pt")
     return run, folder
+
+
+@dataclass(frozen=True)
+class SuspectModels:
+    """An agent home whose user uploaded to two sites, and two models: one trained on the uploads to site_a
+    (at a = 0.5), one that never saw a mark (agent/lab/suspect.py). Site B's mark (a = 0.3) marked one real
+    photo, never a training image. aux: 200 Fashion-MNIST test photos; own: 20 of the user's own unmarked
+    photos of `label`."""
+
+    home: Path
+    marked_onnx: Path
+    clean_onnx: Path
+    aux: Path
+    own: Path
+    site_a: str
+    site_b: str
+    label: str
+    labels: list[str]  # the models' label names, in order
+    accuracy_marked: float
+    accuracy_clean: float
+
+
+@pytest.fixture(scope="session")
+def suspect_models(tmp_path_factory) -> SuspectModels:
+    """The suspect models for the whole session (about a minute of training on 2 CPU cores). The vault, site
+    settings and site B's upload come from the CLI in subprocesses; site A's uploads are the training images
+    marked in this process by train_suspect, with ISOTOPES_HOME pointing at the home only meanwhile."""
+    pytest.importorskip("torch", reason="scripts/test installs torch")
+    import numpy as np
+
+    from agent import db, vault
+    from agent.lab.datasets import fashion_mnist
+    from agent.lab.suspect import train_suspect
+    from agent.marking import Marker
+
+    root = tmp_path_factory.mktemp("suspect")
+    home, site_a, site_b, target = root / "home", "photos.example", "pictures.example", 2  # Pullover
+    env = {"ISOTOPES_HOME": str(home)}
+    run_cli("init", "--no-passphrase", env=env)
+    for site in (site_a, site_b):
+        run_cli("sites", "enable", site, env=env)
+    run_cli("sites", "set", site_a, "--alpha", "0.5", env=env)  # a strong mark: learned by every model tried
+    run_cli("mark", str(real_photo("Wood")), "--site", site_b, "--out", str(root / "marked"), env=env)
+    test = fashion_mnist("test")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ISOTOPES_HOME", str(home))
+        conn = db.connect()
+        try:
+            suspect = train_suspect(Marker(vault.unlock(None), conn), site_a, target, fashion_mnist("train"),
+                                    root / "models", test=test)
+        finally:
+            conn.close()
+    order = np.random.default_rng(0).permutation(len(test))
+    own_indices = [index for index in order if test.labels[index] == target][:20]
+    own_set = set(own_indices)
+    aux_indices = [index for index in order if index not in own_set][:200]
+    for folder, indices in ((root / "aux", aux_indices), (root / "own", own_indices)):
+        folder.mkdir()
+        for index in indices:
+            Image.fromarray(test.images[index]).save(folder / f"{index:05d}.png")
+    return SuspectModels(home, suspect.marked, suspect.clean, root / "aux", root / "own", site_a, site_b,
+                         suspect.label, list(test.classes), suspect.accuracy_marked, suspect.accuracy_clean)
