@@ -14,16 +14,18 @@ import serve_model  # noqa: E402
 
 
 class ServedModel:
-    """``with ServedModel(app) as server:`` serves `app` at ``server.url`` until the block ends."""
+    """``with ServedModel(app) as server:`` serves `app` at ``server.url`` until the block ends, on `port` (0: any
+    free one)."""
 
-    def __init__(self, app):
-        self.app = app
+    def __init__(self, app, port: int = 0):
+        self.app, self.port = app, port
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
 
     def __enter__(self) -> ServedModel:
         self.thread.start()
-        self.runner, self.url = asyncio.run_coroutine_threadsafe(serve_model.start(self.app), self.loop).result(10)
+        started = serve_model.start(self.app, port=self.port)
+        self.runner, self.url = asyncio.run_coroutine_threadsafe(started, self.loop).result(10)
         return self
 
     def __exit__(self, *_) -> None:
