@@ -49,9 +49,11 @@ def _mark(name: str, family: str = "structured", alpha: float = 0.3, pixels=None
                                 panel=lambda s: render(family, s))
 
 
-def test_blending_on_the_device_gives_the_pixels_of_the_marking_path():
+@pytest.mark.parametrize("images_per_step", [1, 2, 3])
+def test_blending_on_the_device_gives_the_pixels_of_the_marking_path(monkeypatch, images_per_step):
     photo = np.asarray(small_real_photo("Wood", 96))[:64, :64]
     photos = np.stack([photo, photo[::-1], photo[:, ::-1]])
+    monkeypatch.setattr(Blender, "CHUNK_VALUES", photo.size * images_per_step)
     mark = mark_at(render("texture", b"\x01" * 32), (64, 64))
     for alpha in (0.1, 0.3, 0.55):
         assert np.array_equal(Blender(photos)(mark, alpha), blend_arrays(photos, mark[None], alpha))
