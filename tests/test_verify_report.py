@@ -195,7 +195,7 @@ def test_page_is_well_formed_for_any_number_of_marks_and_null_values(results):
     names = [tag for tag, _ in parser.tags]
     assert names.count("html") == names.count("body") == names.count("main") == 1
     assert page.count("<svg") == sum(r["p_value"] is not None for r in results)
-    assert "How to read this" in page and "for reference only" in page
+    assert "How to read this" in page and "for reference only" in page and "Not detected does not mean" in page
     assert "None" not in re.sub(r"<[^>]*>", "", page)
 
 
