@@ -159,21 +159,22 @@ def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Pa
             issued = registry.issued(conn, site)[-1]
             marks.append(MarkUnderTest(issued.mark_id, site, issued.epoch, issued.family,
                                        registry.pixels(secret, issued), setting.alpha))
-        # external marks rendered once for both models: each is a fresh draw neither model ever saw
         needed = panel_size_for(1, Options(level=setting.level, panel_size=setting.panel_size))
-        panel = [render(setting.family, seed) for seed in external_seeds(max(needed, BUDGET[1]))]
         aux_pool = rng.permutation(len(test))[:max(setting.aux_images, BUDGET[0])]
-        verdicts = {}
-        for name in models:
-            model = load_model(f"onnx:{folder / name}.onnx")
-            if setting.defence == "top-k":
-                model = TopK(model, 3)
-            for images, panel_size, level, key in ((setting.aux_images, setting.panel_size, setting.level, name),
-                                                   (*BUDGET, 0.05, f"{name}_budget")):
-                aux = ImageSet(size, array=test.images[aux_pool[:images]])
-                verdicts[key] = [_test(model, aux, mark, panel, Options(
-                    level=level, label=target, panel_size=panel_size, sequential=False))
-                    for mark, (_, target) in zip(marks, tested)]
+        loaded = {name: load_model(f"onnx:{folder / name}.onnx") for name in models}
+        if setting.defence == "top-k":
+            loaded = {name: TopK(model, 3) for name, model in loaded.items()}
+        verdicts: dict[str, list] = {}
+        for mark, (_, target) in zip(marks, tested):
+            # each mark gets its own external marks, fresh draws neither model ever saw, so that the trials of
+            # one run stay independent; both models and both tests of a mark share them
+            panel = [render(setting.family, seed) for seed in external_seeds(max(needed, BUDGET[1]))]
+            for name, model in loaded.items():
+                for images, panel_size, level, key in ((setting.aux_images, setting.panel_size, setting.level, name),
+                                                       (*BUDGET, 0.05, f"{name}_budget")):
+                    aux = ImageSet(size, array=test.images[aux_pool[:images]])
+                    verdicts.setdefault(key, []).append(_test(model, aux, mark, panel, Options(
+                        level=level, label=target, panel_size=panel_size, sequential=False)))
         trials = [Trial(site, target, **{key: verdicts[key][index] for key in verdicts})
                   for index, (site, target) in enumerate(tested)]
         distinguisher = None
