@@ -41,7 +41,8 @@ class Blender:
         self.device = torch.device(device)
         self.images = torch.as_tensor(np.ascontiguousarray(images), device=self.device)
         values_per_image = max(1, int(np.prod(images.shape[1:])))
-        self.chunk = len(images) if self.device.type == "cuda" else max(1, self.CHUNK_VALUES // values_per_image)
+        whole_batch = self.device.type == "cuda"  # a GPU has the bandwidth: one step
+        self.chunk = max(1, len(images) if whole_batch else self.CHUNK_VALUES // values_per_image)
 
     def __call__(self, mark: np.ndarray, alpha: float) -> np.ndarray:
         """x' = a * t + (1 - a) * x for every image of the batch, as (N, H, W, 3) uint8. The two products are
