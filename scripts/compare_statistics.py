@@ -42,6 +42,7 @@ from agent.marks import registry  # noqa: E402
 from agent.marks.families import render  # noqa: E402
 from agent.marks.keys import external_seeds  # noqa: E402
 from agent.verify.blend import Blender, mark_at  # noqa: E402
+from agent.verify.stats import panel_rank_pvalue  # noqa: E402
 
 PANEL = 99
 LEVELS = ((0.05, 39), (0.01, 99))  # (level, external marks): the smallest p-value 1 / (K + 1) reaches the level
@@ -88,7 +89,7 @@ STATISTICS: dict[str, Statistic] = {
 def _rank(values: np.ndarray, panel: int) -> tuple[float, float]:
     """The true mark's (first value's) rank p-value against the first `panel` external marks, and its z."""
     true, external = values[0], values[1:panel + 1]
-    return (1 + np.count_nonzero(external >= true)) / (panel + 1), (true - external.mean()) / external.std()
+    return panel_rank_pvalue(true, external), (true - external.mean()) / external.std()
 
 
 def one_run(seed: int, args: argparse.Namespace) -> dict[str, dict[str, tuple]]:
