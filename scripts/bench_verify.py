@@ -6,9 +6,10 @@
    of images through the same onnxruntime session. Target: at most 1.2x. Two models: the 28 px Fashion-MNIST
    CNN of the harness, and the same architecture at 224 px (a model of a photo service's size; random weights,
    which cost the same as trained ones).
-2. HTTP: scripts/serve_model.py serving the 28 px model; the server's own maximum throughput (images per second,
-   measured with pre-encoded images at the concurrency limit) against the HTTP backend's at the same limit.
-   Target: at least 90%.
+2. HTTP: scripts/serve_model.py serving each of the two models; the server's own maximum throughput (images per
+   second, measured with pre-encoded images at the concurrency limit) against the HTTP backend's at the same
+   limit, on real photo crops. Target: at least 90%. Server and client share this machine's cores, so at 28 px,
+   where the model's work is tiny, the client's own work (encoding, requests, parsing) competes with the server.
 3. Queries to a decision, from a reproduction run's results.json (--results): queries per test of the default
    test against the paper's protocol (2 x Q x n = 2,500 queries per test). Target: at most a third.
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
-import io
 import json
 import os
 import subprocess
@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -39,12 +40,15 @@ from agent.lab.datasets import LabelledImages, fashion_mnist  # noqa: E402
 from agent.lab.training import SmallCNN, TrainingRun, export_onnx, train  # noqa: E402
 from agent.marks.families import DEFAULT_FAMILY, render  # noqa: E402
 from agent.verify import engine  # noqa: E402
+from agent.verify.http_model import encode_image  # noqa: E402
 from agent.verify.images import ImageSet  # noqa: E402
 from agent.verify.models import load_model  # noqa: E402
 from agent.verify.preprocess import Preprocess  # noqa: E402
 
 PAPER_QUERIES = 2 * 5 * 250
 CONCURRENCY = 4
+HTTP_IMAGES = {"28 px CNN": 1000, "224 px CNN": 300}
+PHOTOS = Path("/usr/share/backgrounds/mate/nature")
 
 
 def _models(folder: Path) -> dict[str, Path]:
@@ -63,7 +67,7 @@ def _aux(size: tuple[int, int], count: int) -> np.ndarray:
     grey = fashion_mnist("test").images[:count]
     if size == (28, 28):
         return grey
-    return np.stack([np.asarray(__import__("PIL.Image", fromlist=["Image"]).fromarray(image).resize(size))
+    return np.stack([np.asarray(Image.fromarray(image).resize(size))
                      for image in grey])
 
 
@@ -102,38 +106,49 @@ async def _server_throughput(url: str, payloads: list[bytes]) -> float:
     return len(payloads) / (time.perf_counter() - started)
 
 
-def http(model_path: Path, images: int) -> None:
-    from PIL import Image
+def _photos(size: tuple[int, int], count: int) -> np.ndarray:
+    """`count` different real images: random crops of Debian's mate-backgrounds photos at `size`."""
+    rng = np.random.default_rng(1)
+    photos = [Image.open(path).convert("RGB") for path in sorted(PHOTOS.glob("*.jpg"))]
+    crops = []
+    for _ in range(count):
+        photo = photos[rng.integers(len(photos))]
+        side = int(rng.integers(min(photo.size) // 4, min(photo.size)))
+        left, top = (int(rng.integers(0, extent - side + 1)) for extent in photo.size)
+        crops.append(np.asarray(photo.resize(size, box=(left, top, left + side, top + side))))
+    return np.stack(crops)
 
-    server = subprocess.Popen([sys.executable, str(ROOT / "scripts/serve_model.py"), str(model_path), "--port", "0"],
-                              stdout=subprocess.PIPE, text=True)
-    try:
-        url = server.stdout.readline().split()[-1]
-        config = json.loads(subprocess.run([sys.executable, str(ROOT / "scripts/serve_model.py"), str(model_path),
-                                            "--print-config"], capture_output=True, text=True, check=True).stdout)
-        config["concurrency"] = CONCURRENCY
-        rng = np.random.default_rng(1)
-        batch = rng.integers(0, 256, (images, 28, 28, 3), dtype=np.uint8)  # fresh images: nothing cached
-        payloads = []
-        for image in batch:
-            buffer = io.BytesIO()
-            Image.fromarray(image).save(buffer, "PNG")
-            payloads.append(json.dumps({"image": base64.b64encode(buffer.getvalue()).decode()}).encode())
-        asyncio.run(_server_throughput(url, payloads[:50]))  # warm up
-        server_rate = asyncio.run(_server_throughput(url, payloads))
-        with tempfile.TemporaryDirectory() as home:
-            os.environ["ISOTOPES_HOME"] = home
-            config_path = Path(home) / "api.json"
-            config_path.write_text(json.dumps(config))
-            client = load_model(url, config_path)
-            started = time.perf_counter()
-            client.predict(batch)
-            client_rate = images / (time.perf_counter() - started)
-        print(f"2. HTTP, {images} images, concurrency {CONCURRENCY}: server maximum {server_rate:.0f} images/s, "
-              f"HTTP backend {client_rate:.0f} images/s, {client_rate / server_rate:.0%} (target >= 90%)")
-    finally:
-        server.terminate()
-        server.wait(10)
+
+def http(models: dict[str, Path]) -> None:
+    print(f"2. HTTP (scripts/serve_model.py), concurrency {CONCURRENCY}, real photo crops (nothing cached): "
+          "the server's maximum, measured with pre-encoded requests, against the HTTP backend (target >= 90%)")
+    for name, path in models.items():
+        server = subprocess.Popen([sys.executable, str(ROOT / "scripts/serve_model.py"), str(path), "--port", "0"],
+                                  stdout=subprocess.PIPE, text=True)
+        try:
+            url = server.stdout.readline().split()[-1]
+            config = json.loads(subprocess.run([sys.executable, str(ROOT / "scripts/serve_model.py"), str(path),
+                                                "--print-config"], capture_output=True, text=True, check=True).stdout)
+            config["concurrency"] = CONCURRENCY
+            load = load_model(f"onnx:{path}")
+            batch = _photos(load.size, HTTP_IMAGES[name])
+            payloads = [json.dumps({"image": base64.b64encode(encode_image(image, "png")).decode()}).encode()
+                        for image in batch]
+            asyncio.run(_server_throughput(url, payloads[:20]))  # warm up
+            server_rate = asyncio.run(_server_throughput(url, payloads))
+            with tempfile.TemporaryDirectory() as home:
+                os.environ["ISOTOPES_HOME"] = home
+                config_path = Path(home) / "api.json"
+                config_path.write_text(json.dumps(config))
+                client = load_model(url, config_path)
+                started = time.perf_counter()
+                client.predict(batch)
+                client_rate = len(batch) / (time.perf_counter() - started)
+            print(f"   {name:<12} {len(batch)} images: server maximum {server_rate:.0f} images/s, HTTP backend "
+                  f"{client_rate:.0f} images/s, {client_rate / server_rate:.0%}")
+        finally:
+            server.terminate()
+            server.wait(10)
 
 
 def queries(results: Path) -> None:
@@ -158,7 +173,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as scratch:
         models = _models(Path(scratch))
         local(models, args.images)
-        http(models["28 px CNN"], 1000)
+        http(models)
     if args.results.exists():
         queries(args.results)
     else:
