@@ -130,8 +130,8 @@ def http(models: dict[str, Path]) -> None:
             config = json.loads(subprocess.run([sys.executable, str(ROOT / "scripts/serve_model.py"), str(path),
                                                 "--print-config"], capture_output=True, text=True, check=True).stdout)
             config["concurrency"] = CONCURRENCY
-            load = load_model(f"onnx:{path}")
-            batch = _photos(load.size, HTTP_IMAGES[name])
+            size = load_model(f"onnx:{path}").size
+            batch = _photos(size, HTTP_IMAGES[name])
             payloads = [json.dumps({"image": base64.b64encode(encode_image(image, "png")).decode()}).encode()
                         for image in batch]
             asyncio.run(_server_throughput(url, payloads[:20]))  # warm up
