@@ -88,8 +88,12 @@ class OnnxModel(_LocalModel):
         super().__init__(read_sidecar(path))
         wanted = ["CUDAExecutionProvider", "CPUExecutionProvider"]
         providers = [name for name in wanted if name in onnxruntime.get_available_providers()]
+        options = onnxruntime.SessionOptions()
+        # onnxruntime's threads otherwise spin for a while after every run, taking the cores from the blending
+        # and preprocessing that run between two batches (measured: blending 25x slower, scripts/bench_verify.py)
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
-            self.session = onnxruntime.InferenceSession(str(path), providers=providers)
+            self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
         except Exception as exc:  # onnxruntime raises its own exception types for unreadable files
             raise ModelConfigError(f"{path} cannot be loaded as an ONNX model ({exc})") from None
         self.input_name = self.session.get_inputs()[0].name
