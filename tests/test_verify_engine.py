@@ -165,15 +165,18 @@ def test_cancelling_stops_at_the_next_model_call_and_progress_counts_every_call(
 
     def progress(event):
         seen.append(event)
-        if event["queries"] >= 60:
+        if event["queries"] >= 40:
             cancel.set()
 
     with pytest.raises(engine.Cancelled):
         engine.verify(clean_model, aux, [_mark("a")], engine.Options(label=1, panel_size=19, batch=20,
                                                                      sequential=False),
                       progress=progress, cancel=cancel)
-    assert [event["queries"] for event in seen] == [20, 40, 60]  # the clean batch, the mark, one panel mark
-    assert {event["images_done"] for event in seen} == {0} and seen[0]["queries_planned"] == len(aux) * 21
+    # the clean batch, then the batch blended with the mark and its 19 panel marks in one call (a 28 px model's
+    # 400 images are within CALL_VALUES), the batch's tally; cancelling stops before the next batch's first call
+    assert 20 * 28 * 28 * 3 * 20 <= engine.CALL_VALUES
+    assert [(event["queries"], event["images_done"]) for event in seen] == [(20, 0), (420, 0), (420, 20)]
+    assert seen[0]["queries_planned"] == len(aux) * 21
 
 
 def test_imported_marks_are_reported_untestable_and_nothing_testable_is_an_error(clean_model, aux):

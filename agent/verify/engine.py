@@ -32,10 +32,14 @@ from .models import Model, top_labels
 DEFAULT_PANEL = 39  # smallest p-value 1/40 = 0.025
 DEFAULT_IMAGES = 200
 BATCH = 50
+CALL_VALUES = 1 << 20
+"""Pixel values per model call: for a small model the blends of several marks of a batch go to the model
+together (a 28 px CNN runs 8 marks' 400 images in one call, about 1.2x faster than eight calls of 50), while a
+large model's call stays one batch of one mark (at 224 px, larger calls ran 1.5x slower, out of the cache)."""
 
 
 class Cancelled(Exception):
-    """The run was cancelled (between two model calls: at most one batch of images for one mark is waited for)."""
+    """The run was cancelled (between two model calls: at most one call, one batch of images, is waited for)."""
 
 
 class NotTestable(ValueError):
@@ -147,7 +151,7 @@ def _score_bounds(model: Model) -> tuple[float, float]:
     return (0.0, 1.0) if model.output == "probabilities" else (-(labels + 1.0), -1.0)
 
 
-def _render_panel(render: Callable[[bytes], np.ndarray], count: int, size: tuple[int, int]) -> list[np.ndarray]:
+def render_panel(render: Callable[[bytes], np.ndarray], count: int, size: tuple[int, int]) -> list[np.ndarray]:
     """`count` external marks from fresh seeds, at the model's size, rendered on every core."""
     with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:
         return list(pool.map(lambda seed: mark_at(render(seed), size), external_seeds(count)))
@@ -184,7 +188,7 @@ class _Run:
                 continue
             key = (mark.family, mark.alpha)
             if key not in keyed:
-                panel = _render_panel(mark.panel, size, self.size)
+                panel = render_panel(mark.panel, size, self.size)
                 keyed[key] = _Group(mark.alpha, [], panel)
             keyed[key].marks.append(index)
         if not keyed:
@@ -200,12 +204,17 @@ class _Run:
             images = self.aux[first:first + self.options.batch]
             blender = Blender(images, blend_device(self.model))
             clean = self._predict(images)
-            scored = [_score(self.model, self._predict(blender(pixels, alpha))) for pixels, alpha in self.query_marks]
+            per_call = max(1, CALL_VALUES // images.size)
+            scored = []
+            for start in range(0, len(self.query_marks), per_call):
+                marks = self.query_marks[start:start + per_call]
+                outputs = self._predict(np.concatenate([blender(pixels, alpha) for pixels, alpha in marks]))
+                scored.extend(_score(self.model, part) for part in np.split(outputs, len(marks)))
             yield top_labels(self.model, clean), _score(self.model, clean), scored
 
     def _predict(self, images: np.ndarray) -> np.ndarray:
-        """The model's outputs for one batch with one mark (or none); a slow model API may take a minute over
-        one, so cancelling is checked and progress (its queries) reported at every call, not every batch."""
+        """The model's outputs for one call (a batch with no mark, or with a few marks); a slow model API may take
+        a minute over one, so cancelling is checked and progress (its queries) reported at every call."""
         if self.cancel is not None and self.cancel.is_set():
             raise Cancelled()
         outputs = self.model.predict(images)
