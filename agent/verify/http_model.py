@@ -2,8 +2,9 @@
 
 ``load_model("https://host/predict", api_config=Path("api.toml"))`` reads an API config (agent/verify/api_config.py)
 saying how images are sent, where the scores are in an answer, and the model's label names. Images go out encoded
-at the model's size; each answer is parsed into one row per image and checked (agent/verify/api_answers.py), and
-cached on disk (agent/verify/response_cache.py), so a rerun never pays for the same query twice.
+at the model's size (on worker threads, while earlier requests are out); each answer is parsed into one row per
+image and checked (agent/verify/api_answers.py), and cached on disk (agent/verify/response_cache.py), so a rerun
+never pays for the same query twice.
 docs/model-api.md has the full description.
 
 Every problem raises ModelConfigError, or ModelResponseError for what an API answered, naming the field, file or
@@ -19,6 +20,7 @@ import hashlib
 import io
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
@@ -46,6 +48,12 @@ def encode_image(image: np.ndarray, image_format: str) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, FORMATS[image_format], **ENCODER_OPTIONS[image_format])
     return buffer.getvalue()
+
+
+def pixel_digest(image: np.ndarray) -> str:
+    """The cache key of one image: sha256 of its pixels and shape (the format they are sent in is part of the
+    model's key), so looking an image up needs no encoding."""
+    return hashlib.sha256(f"{image.shape}".encode() + np.ascontiguousarray(image).tobytes()).hexdigest()
 
 
 def _request_body(request: RequestFormat, images: list[bytes]) -> dict:
@@ -100,12 +108,11 @@ class HttpModel:
         if images.ndim != 4 or images.shape[1:] != (*self.size, 3) or images.dtype != np.uint8:
             raise ValueError(f"expected (N, {self.size[0]}, {self.size[1]}, 3) uint8 images, "
                              f"got {images.shape} {images.dtype}")
-        encoded = [encode_image(image, self.config.request.format) for image in images]
-        digests = [hashlib.sha256(data).hexdigest() for data in encoded]
+        digests = [pixel_digest(image) for image in images]
         with closing(ResponseCache()) as cache:
             rows = cache.rows(self.key, digests)
             self.cache_hits += sum(digest in rows for digest in digests)
-            missing = {digest: data for digest, data in zip(digests, encoded) if digest not in rows}
+            missing = {digest: image for digest, image in zip(digests, images) if digest not in rows}
             if missing:
                 try:
                     asyncio.run(self._fetch(list(missing.items()), rows, cache))
@@ -113,18 +120,22 @@ class HttpModel:
                     raise type(exc)(f"{self.url}: {exc}") from None
         return np.array([rows[digest] for digest in digests]).reshape(len(images), len(self.labels))
 
-    async def _fetch(self, images: list[tuple[str, bytes]], rows: dict, cache: ResponseCache) -> None:
-        """Ask for every (digest, image bytes) in requests of `batch` images, `concurrency` at a time, adding
-        each answer's rows to `rows` and to the cache as it comes."""
+    async def _fetch(self, images: list[tuple[str, np.ndarray]], rows: dict, cache: ResponseCache) -> None:
+        """Ask for every (digest, image) in requests of `batch` images, `concurrency` at a time, adding each
+        answer's rows to `rows` and to the cache as it comes. Requests are encoded in order on worker threads
+        (Pillow releases the GIL) while earlier ones are out, so a worker never waits to encode its next one."""
         batch = self.config.request.batch
-        pending = iter([images[start:start + batch] for start in range(0, len(images), batch)])
+        requests = [images[start:start + batch] for start in range(0, len(images), batch)]
         unsaved: dict = {}  # answers not yet in the cache: written CACHE_FLUSH at a time, so that SQLite
         # commits do not stall the event loop after every request
+        loop = asyncio.get_running_loop()
+        # one core is left to the event loop, which must answer each reply at once to keep the API busy
+        encoder = ThreadPoolExecutor(max(1, min(self.config.concurrency, (os.cpu_count() or 1) - 1)))
+        pending = iter([(request, loop.run_in_executor(encoder, self._encode, request)) for request in requests])
 
         async def worker(session: aiohttp.ClientSession) -> None:
-            for request in pending:  # shared by the workers: each takes the next request
-                answer = dict(zip((digest for digest, _ in request),
-                                  await self._ask(session, [data for _, data in request])))
+            for request, encoded in pending:  # shared by the workers: each takes the next request
+                answer = dict(zip((digest for digest, _ in request), await self._ask(session, await encoded)))
                 rows.update(answer)
                 unsaved.update(answer)
                 if len(unsaved) >= CACHE_FLUSH:
@@ -140,7 +151,11 @@ class HttpModel:
             except ExceptionGroup as failures:
                 raise failures.exceptions[0] from None
             finally:
+                encoder.shutdown(wait=False, cancel_futures=True)
                 cache.store(self.key, unsaved)  # what was paid for stays paid for, even when a request failed
+
+    def _encode(self, request: list[tuple[str, np.ndarray]]) -> list[bytes]:
+        return [encode_image(image, self.config.request.format) for _, image in request]
 
     async def _ask(self, session: aiohttp.ClientSession, images: list[bytes]) -> np.ndarray:
         """One request's answer rows, retrying after 429, 5xx, timeouts and dropped connections."""

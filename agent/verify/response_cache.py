@@ -12,7 +12,7 @@ from .. import paths
 
 
 class ResponseCache:
-    """Parsed answer rows of model APIs, keyed by (model key, sha256 of the image bytes sent), in SQLite."""
+    """Parsed answer rows of model APIs, keyed by (model key, sha256 of the image's pixels), in SQLite."""
 
     def __init__(self):
         folder = paths.data_dir() / "cache"
