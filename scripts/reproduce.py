@@ -51,11 +51,12 @@ def main() -> int:
     runs = [run for run in kept if _key(run["setting"], run["seed"]) in keys]
     partial.write_text("".join(json.dumps(run) + "\n" for run in runs))
     done = {_key(run["setting"], run["seed"]) for run in runs}
+    clean_models: dict = {}  # each seed's clean model, trained once for every setting that trains alike
     for setting, seed in wanted:
         if _key(asdict(setting), seed) in done:
             continue
         started = time.perf_counter()
-        run = experiment.run(setting, seed, dataset)
+        run = experiment.run(setting, seed, dataset, clean_models=clean_models)
         runs.append(run)
         with partial.open("a") as log:
             log.write(json.dumps(run) + "\n")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +91,20 @@ def test_any_folder_of_class_folders_runs_the_same_experiment(tmp_path):
     run = experiment.run(setting, seed=0, dataset=dataset)
     (trial,) = run["trials"]
     assert trial["label"] == 0 and trial["marked"]["queries"] > 0 and 0 < run["accuracy_clean"] <= 1
+
+
+def test_a_sweep_trains_each_seeds_clean_model_once_for_the_settings_that_train_alike():
+    """Settings that differ only in their marks share the clean model of a seed; another epoch count does not."""
+    from agent.lab.datasets import LabelledImages, fashion_mnist
+
+    test = fashion_mnist("test")
+    dataset = experiment.Dataset(LabelledImages(test.images[:400], test.labels[:400], test.classes), test, (6,))
+    base = experiment.Setting(train_size=400, epochs=1, aux_images=20, panel_size=3, fraction=0.5)
+    clean_models: dict = {}
+    first = experiment.run(base, seed=0, dataset=dataset, clean_models=clean_models)
+    (kept,) = clean_models.values()
+    stronger = experiment.run(replace(base, alpha=0.5), seed=0, dataset=dataset, clean_models=clean_models)
+    assert len(clean_models) == 1 and next(iter(clean_models.values())) is kept
+    assert stronger["accuracy_clean"] == first["accuracy_clean"]
+    experiment.run(replace(base, epochs=2), seed=0, dataset=dataset, clean_models=clean_models)
+    assert len(clean_models) == 2

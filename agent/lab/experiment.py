@@ -118,8 +118,11 @@ def folder_dataset(root: Path, size: int, test_share: float = 0.2) -> Dataset:
     return Dataset(part(order[:cut]), part(order[cut:]), tuple(range(len(data.classes))))
 
 
-def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Path | None = None) -> dict:
-    """Train the clean and the marked model for `seed` and test every mark against both."""
+def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Path | None = None,
+        clean_models: dict | None = None) -> dict:
+    """Train the clean and the marked model for `seed` and test every mark against both. `clean_models`, when
+    given, keeps each clean model for the next setting that trains one alike (same images, epochs, defence
+    and seed), so a sweep trains it once: pass one dict per dataset."""
     dataset = dataset or fashion()
     rng = np.random.default_rng(seed)
     train_all, test = dataset.train, dataset.test
@@ -149,11 +152,17 @@ def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Pa
         if setting.recompress:
             marked = _recompressed(marked, used)
         defence = setting.defence if setting.defence != "top-k" else None
+        clean_key = (setting.train_size, setting.epochs, defence, seed)
         models = {}
         for name, training_data in (("clean", data), ("marked", marked)):
-            result = train(training_data, epochs=setting.epochs, seed=seed, defence=defence)
-            export_onnx(result, folder / f"{name}.onnx")
-            models[name] = (result, accuracy(result, test))
+            if name == "clean" and clean_models is not None and clean_key in clean_models:
+                models[name] = clean_models[clean_key]
+            else:
+                result = train(training_data, epochs=setting.epochs, seed=seed, defence=defence)
+                models[name] = (result, accuracy(result, test))
+            export_onnx(models[name][0], folder / f"{name}.onnx")
+        if clean_models is not None:
+            clean_models[clean_key] = models["clean"]
         marks = []
         for site, target in tested:
             issued = registry.issued(conn, site)[-1]
