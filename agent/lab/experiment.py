@@ -173,16 +173,17 @@ def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Pa
         loaded = {name: load_model(f"onnx:{folder / name}.onnx") for name in models}
         if setting.defence == "top-k":
             loaded = {name: TopK(model, 3) for name, model in loaded.items()}
+        tests = [(ImageSet(size, array=test.images[aux_pool[:images]]), panel_size, level, suffix)
+                 for images, panel_size, level, suffix in ((setting.aux_images, setting.panel_size, setting.level, ""),
+                                                           (*BUDGET, 0.05, "_budget"))]
         verdicts: dict[str, list] = {}
         for mark, (_, target) in zip(marks, tested):
             # each mark gets its own external marks, fresh draws neither model ever saw, so that the trials of
             # one run stay independent; both models and both tests of a mark share them
             panel = [render(setting.family, seed) for seed in external_seeds(max(needed, BUDGET[1]))]
             for name, model in loaded.items():
-                for images, panel_size, level, key in ((setting.aux_images, setting.panel_size, setting.level, name),
-                                                       (*BUDGET, 0.05, f"{name}_budget")):
-                    aux = ImageSet(size, array=test.images[aux_pool[:images]])
-                    verdicts.setdefault(key, []).append(_test(model, aux, mark, panel, Options(
+                for aux, panel_size, level, suffix in tests:
+                    verdicts.setdefault(name + suffix, []).append(_test(model, aux, mark, panel, Options(
                         level=level, label=target, panel_size=panel_size, sequential=False)))
         trials = [Trial(site, target, **{key: verdicts[key][index] for key in verdicts})
                   for index, (site, target) in enumerate(tested)]
