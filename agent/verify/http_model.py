@@ -128,10 +128,6 @@ class HttpModel:
         requests = [images[start:start + batch] for start in range(0, len(images), batch)]
         unsaved: dict = {}  # answers not yet in the cache: written CACHE_FLUSH at a time, so that SQLite
         # commits do not stall the event loop after every request
-        loop = asyncio.get_running_loop()
-        # one core is left to the event loop, which must answer each reply at once to keep the API busy
-        encoder = ThreadPoolExecutor(max(1, min(self.config.concurrency, (os.cpu_count() or 1) - 1)))
-        pending = iter([(request, loop.run_in_executor(encoder, self._encode, request)) for request in requests])
 
         async def worker(session: aiohttp.ClientSession) -> None:
             for request, encoded in pending:  # shared by the workers: each takes the next request
@@ -144,6 +140,10 @@ class HttpModel:
 
         timeout = aiohttp.ClientTimeout(total=self.config.timeout)
         async with aiohttp.ClientSession(headers=self.headers, timeout=timeout) as session:
+            loop = asyncio.get_running_loop()
+            # one core is left to the event loop, which must answer each reply at once to keep the API busy
+            encoder = ThreadPoolExecutor(max(1, min(self.config.concurrency, (os.cpu_count() or 1) - 1)))
+            pending = iter([(request, loop.run_in_executor(encoder, self._encode, request)) for request in requests])
             try:
                 async with asyncio.TaskGroup() as group:
                     for _ in range(self.config.concurrency):

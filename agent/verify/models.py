@@ -90,7 +90,7 @@ class OnnxModel(_LocalModel):
         providers = [name for name in wanted if name in onnxruntime.get_available_providers()]
         options = onnxruntime.SessionOptions()
         # onnxruntime's threads otherwise spin for a while after every run, taking the cores from the blending
-        # and preprocessing that run between two batches (measured: blending 25x slower, scripts/bench_verify.py)
+        # and preprocessing that run between two batches (measured: blending 25x slower next to a spinning session)
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self.session = onnxruntime.InferenceSession(str(path), options, providers=providers)
