@@ -46,7 +46,7 @@ from agent.verify import engine  # noqa: E402
 from agent.verify.http_model import encode_image  # noqa: E402
 from agent.verify.images import ImageSet  # noqa: E402
 from agent.verify.models import load_model  # noqa: E402
-from agent.verify.preprocess import Preprocess  # noqa: E402
+from agent.verify.preprocess import Preprocess, read_sidecar  # noqa: E402
 
 PAPER_QUERIES = 2 * 5 * 250
 CONCURRENCY = 4
@@ -129,9 +129,9 @@ def _photos(size: tuple[int, int], count: int) -> np.ndarray:
     return np.stack(crops)
 
 
-def _http_rates(path: Path, name: str, server_cores: set[int] | None) -> tuple[float, float]:
-    """(server maximum, HTTP backend) in images per second for the model at `path`, with the server process on
-    `server_cores` and this one on the others, or both on every core (None)."""
+def _http_rates(path: Path, batch: np.ndarray, server_cores: set[int] | None) -> tuple[float, float]:
+    """(server maximum, HTTP backend) in images per second for the model at `path` on `batch`, with the server
+    process on `server_cores` and this one on the others, or both on every core (None)."""
     every_core = os.sched_getaffinity(0)
     pin = None if server_cores is None else (lambda: os.sched_setaffinity(0, server_cores))
     server = subprocess.Popen([sys.executable, str(ROOT / "scripts/serve_model.py"), str(path), "--port", "0"],
@@ -143,7 +143,6 @@ def _http_rates(path: Path, name: str, server_cores: set[int] | None) -> tuple[f
         config = json.loads(subprocess.run([sys.executable, str(ROOT / "scripts/serve_model.py"), str(path),
                                             "--print-config"], capture_output=True, text=True, check=True).stdout)
         config["concurrency"] = CONCURRENCY
-        batch = _photos(tuple(config["input"]["size"]), HTTP_IMAGES[name])
         payloads = [json.dumps({"image": base64.b64encode(encode_image(image, "png")).decode()}).encode()
                     for image in batch]
         asyncio.run(_server_throughput(url, payloads[:20]))  # warm up
@@ -171,8 +170,9 @@ def http(models: dict[str, Path]) -> None:
     if len(cores) > 1:  # as a remote server would be: its cores are not the client's
         placements[f"server on core {cores[0]} alone"] = {cores[0]}
     for name, path in models.items():
+        batch = _photos(read_sidecar(path).preprocess.size, HTTP_IMAGES[name])  # the same images for each placement
         for placement, server_cores in placements.items():
-            server_rate, client_rate = _http_rates(path, name, server_cores)
+            server_rate, client_rate = _http_rates(path, batch, server_cores)
             print(f"   {name:<12} {HTTP_IMAGES[name]} images, {placement}: server maximum {server_rate:.0f} "
                   f"images/s, HTTP backend {client_rate:.0f} images/s, {client_rate / server_rate:.0%}")
 
