@@ -42,8 +42,9 @@ def aux():
     return ImageSet((28, 28), array=test.images[np.random.default_rng(2).permutation(len(test))[:200]])
 
 
-def _mark(name: str, family: str = "structured", alpha: float = 0.3, pixels=None) -> engine.MarkUnderTest:
-    seed = os.urandom(32)
+def _mark(name: str, family: str = "structured", alpha: float = 0.3, pixels=None,
+          seed: bytes | None = None) -> engine.MarkUnderTest:
+    seed = os.urandom(32) if seed is None else seed
     return engine.MarkUnderTest(mark_id=name, site=f"{name}.example", epoch=0, family=family,
                                 pixels=render(family, seed) if pixels is None else pixels, alpha=alpha,
                                 panel=lambda s: render(family, s))
@@ -123,15 +124,17 @@ def test_many_marks_share_one_panel_and_are_holm_adjusted(clean_model, aux):
 def learned(tmp_path_factory):
     """A model that learned one mark, not just "an overlay": 200 Shirts carry the mark at a = 0.6, and 1,500
     other training images carry 30 other marks of the family with their own labels (as other people's marks
-    would), so the model has to tell this mark from the rest."""
+    would), so the model has to tell this mark from the rest. The marks come from fixed seeds, so the model is
+    the same on every run: with fresh marks each run, one model in five learned its mark weakly (z about 3
+    with probabilities, 2 with ranks) and the tests below failed on some panels."""
     data = fashion_mnist("train")
     rng = np.random.default_rng(4)
     subset = rng.choice(len(data), 8000, replace=False)
     images, labels = data.images[subset].copy(), data.labels[subset]
-    true = _mark("learned", alpha=0.6)
+    true = _mark("learned", alpha=0.6, seed=rng.bytes(32))
     shirts = np.flatnonzero(labels == 6)[:200]
     images[shirts] = blend_arrays(images[shirts], mark_at(true.pixels, (28, 28))[None], 0.6)
-    others = [mark_at(render("structured", os.urandom(32)), (28, 28)) for _ in range(30)]
+    others = [mark_at(render("structured", rng.bytes(32)), (28, 28)) for _ in range(30)]
     for index in rng.choice(np.flatnonzero(labels != 6), 1500, replace=False):
         images[index] = blend_arrays(images[index], others[index % 30], 0.6)
     run = train(LabelledImages(images, labels, data.classes), epochs=3, seed=1)
@@ -145,8 +148,8 @@ def test_a_learned_mark_is_detected_beside_an_unused_one(learned, aux):
     result = engine.verify(model, aux, [true, _mark("unused", alpha=0.6)], engine.Options(label=6, panel_size=19))
     assert result.panel_size == 39  # grown so that a mark can reach level 0.05 after Holm over two marks
     found, _ = result.results
-    # ahead of all 39 external marks, and far ahead: z was 5 to 12 in nine draws of the marks, but it fell to 3
-    # or below in two of nine runs of this test, so the bar is 2
+    # ahead of all 39 external marks, and far ahead: z was 5.0 to 10.5 over ten panels (3.8 to 5.6 through the
+    # top-5 ranks of the test below), so the bar of 2 leaves room for the panel's draw
     assert found.detected and found.p_value == pytest.approx(1 / 40) and found.z > 2
     assert result.queries == result.images * (1 + 2 + 39) and result.images <= len(aux)
 
