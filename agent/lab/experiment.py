@@ -20,7 +20,7 @@ from .. import db, settings, vault
 from ..marking import Marker
 from ..marks import registry
 from ..marks.keys import external_seeds
-from ..marks.families import DEFAULT_FAMILY, render
+from ..marks.families import render
 from ..settings import DEFAULT_ALPHA
 from ..verify.blend import Blender, mark_at
 from ..verify.engine import MarkUnderTest, Options, panel_size_for, verify
@@ -38,7 +38,7 @@ HARD_CLASSES = (6, 4, 2, 0, 3)  # Shirt, Coat, Pullover, T-shirt/top, Dress: the
 class Setting:
     """What the trainer's data and training look like."""
 
-    family: str = DEFAULT_FAMILY
+    family: str = "texture"  # not the product's default: every committed runs.jsonl keys its settings on this
     alpha: float = DEFAULT_ALPHA
     fraction: float = 0.1  # of each marked class's training images
     epochs: int = 5
