@@ -14,6 +14,7 @@ import pytest
 from PIL import Image
 
 from agent import paths
+from agent.marks.families import DEFAULT_FAMILY
 from conftest import encode, real_photo
 from host_client import HostProcess
 
@@ -104,12 +105,12 @@ def test_site_settings_change_the_next_mark(host):
     rotated = host.request("marks.rotate", {"site": "photos.example"})["data"]
     third = host.request("mark", {"image": image, "site": "photos.example"})["data"]
     assert third["mark_id"] == rotated["mark_id"] != second["mark_id"]
-    family = host.request("sites.set", {"site": "photos.example", "family": "structured"})["data"]
+    family = host.request("sites.set", {"site": "photos.example", "family": "texture"})["data"]
     fourth = host.request("mark", {"image": image, "site": "photos.example"})["data"]
-    assert family["family"] == "structured" and fourth["mark_id"] not in (third["mark_id"], second["mark_id"])
+    assert family["family"] == "texture" and fourth["mark_id"] not in (third["mark_id"], second["mark_id"])
     marks = host.request("marks.list")["data"]["marks"]
     assert [(m["epoch"], m["family"], m["uploads"], m["current"]) for m in marks] == [
-        (0, "texture", 2, False), (1, "texture", 1, False), (2, "structured", 1, True)]
+        (0, "structured", 2, False), (1, "structured", 1, False), (2, "texture", 1, True)]
     assert host.request("stats")["data"]["sites"]["photos.example"]["marked"] == 4
     host.request("sites.set", {"site": "photos.example", "fraction": 0.0})
     skipped = host.request("mark", {"image": image, "site": "photos.example"})["data"]
@@ -138,7 +139,7 @@ def test_preview_never_reveals_the_users_mark(host):
     from agent import db, vault
     from agent.marks import registry
     key = vault.unlock(None)
-    secret_mark = registry.pixels(key, registry.current(db.connect(), key, "photos.example", "texture"))
+    secret_mark = registry.pixels(key, registry.current(db.connect(), key, "photos.example", DEFAULT_FAMILY))
     revealed = np.asarray(Image.open(io.BytesIO(base64.b64decode(shown["image"]))).convert("RGB"), np.float32)
     assert np.abs(revealed - secret_mark).mean() > 40  # an unrelated mark, not the user's
     assert host.request("marks.preview", {"image": "AAAA", "site": "photos.example", "alpha": 2})["error"][
