@@ -53,7 +53,7 @@ def config_file(folder: Path, model, shape="vector", top_k=5, **fields) -> Path:
     return path
 
 
-@pytest.mark.parametrize("shape, request_fields", [
+@pytest.mark.parametrize("shape, request_fields", [  # batch 1 is encoded on the event loop, 16 on threads
     ("vector", {"batch": 1}), ("vector", {"batch": 16}), ("vector", {"encoding": "raw"}),
     ("top-k", {"batch": 1}), ("top-k", {"batch": 16})])
 def test_the_api_gives_the_in_process_probabilities(home, tmp_path, onnx_model, images, expected, shape,

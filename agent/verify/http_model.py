@@ -43,6 +43,13 @@ ENCODER_OPTIONS = {"jpeg": {"quality": 95}, "png": {"compress_level": 1}}
 default level 6 for 13% more bytes, so that the client keeps up with the model it queries."""
 
 
+INLINE_ENCODE_PIXELS = 48 * 48
+"""Requests of at most this many pixels are encoded on the event loop itself. A 28 px photo encodes in 0.13 ms,
+less than handing it to a thread and back costs, and the event loop's own work per request is about 0.25 ms; a
+224 px one takes 4 ms, which would hold up every answer waiting on the loop (scripts/bench_verify.py measured
+both ways)."""
+
+
 def encode_image(image: np.ndarray, image_format: str) -> bytes:
     """One (H, W, 3) uint8 RGB image as the bytes a request carries."""
     buffer = io.BytesIO()
@@ -122,16 +129,19 @@ class HttpModel:
 
     async def _fetch(self, images: list[tuple[str, np.ndarray]], rows: dict, cache: ResponseCache) -> None:
         """Ask for every (digest, image) in requests of `batch` images, `concurrency` at a time, adding each
-        answer's rows to `rows` and to the cache as it comes. Requests are encoded in order on worker threads
-        (Pillow releases the GIL) while earlier ones are out, so a worker never waits to encode its next one."""
+        answer's rows to `rows` and to the cache as it comes. Small requests are encoded on the event loop as
+        they go out (INLINE_ENCODE_PIXELS); larger ones in order on worker threads (Pillow releases the GIL)
+        while earlier ones are out, so a worker never waits to encode its next one."""
         batch = self.config.request.batch
         requests = [images[start:start + batch] for start in range(0, len(images), batch)]
+        inline = batch * images[0][1].shape[0] * images[0][1].shape[1] <= INLINE_ENCODE_PIXELS
         unsaved: dict = {}  # answers not yet in the cache: written CACHE_FLUSH at a time, so that SQLite
         # commits do not stall the event loop after every request
 
         async def worker(session: aiohttp.ClientSession) -> None:
-            for request, encoded in pending:  # shared by the workers: each takes the next request
-                answer = dict(zip((digest for digest, _ in request), await self._ask(session, await encoded)))
+            for request, encoding in pending:  # shared by the workers: each takes the next request
+                encoded = self._encode(request) if encoding is None else await encoding
+                answer = dict(zip((digest for digest, _ in request), await self._ask(session, encoded)))
                 rows.update(answer)
                 unsaved.update(answer)
                 if len(unsaved) >= CACHE_FLUSH:
@@ -142,8 +152,10 @@ class HttpModel:
         async with aiohttp.ClientSession(headers=self.headers, timeout=timeout) as session:
             loop = asyncio.get_running_loop()
             # one core is left to the event loop, which must answer each reply at once to keep the API busy
-            encoder = ThreadPoolExecutor(max(1, min(self.config.concurrency, (os.cpu_count() or 1) - 1)))
-            pending = iter([(request, loop.run_in_executor(encoder, self._encode, request)) for request in requests])
+            encoder = None if inline else ThreadPoolExecutor(
+                max(1, min(self.config.concurrency, (os.cpu_count() or 1) - 1)))
+            pending = iter([(request, None if encoder is None else loop.run_in_executor(encoder, self._encode, request))
+                            for request in requests])
             try:
                 async with asyncio.TaskGroup() as group:
                     for _ in range(self.config.concurrency):
@@ -151,7 +163,8 @@ class HttpModel:
             except ExceptionGroup as failures:
                 raise failures.exceptions[0] from None
             finally:
-                encoder.shutdown(wait=False, cancel_futures=True)
+                if encoder is not None:
+                    encoder.shutdown(wait=False, cancel_futures=True)
                 cache.store(self.key, unsaved)  # what was paid for stays paid for, even when a request failed
 
     def _encode(self, request: list[tuple[str, np.ndarray]]) -> list[bytes]:
