@@ -22,7 +22,7 @@ from . import __version__, db, ledger, paths, vault
 from .blending import perceptual_hash
 from .marking import Marker
 from .marks import presence, registry
-from .marks.families import BASE_SIZE
+from .marks.families import BASE_SIZE, DEFAULT_FAMILY, FAMILIES
 from .settings import all_sites, check_alpha, get as site_settings, update as update_site
 from .sitename import SiteError, site_of
 
@@ -112,6 +112,9 @@ def _parser() -> argparse.ArgumentParser:
                           help="start a new mark this often: e.g. 30d, 12h, 90m, or never")
     site_set.add_argument("--on-failure", choices=["block", "original"],
                           help="when a photo cannot be marked: block the upload, or let the original through")
+    site_set.add_argument("--family", choices=sorted(FAMILIES),
+                          help=f"the kind of mark; a change starts a new mark at the next upload "
+                               f"(default {DEFAULT_FAMILY})")
     site_set.add_argument("--json", action="store_true")
 
     install = command(commands, "install-host", cmd_install_host,
@@ -365,7 +368,7 @@ def _print_site(entry, as_json: bool) -> None:
         print(json.dumps(entry.to_json()))
         return
     rotation = "never" if entry.rotation_seconds is None else f"every {entry.rotation_seconds / 86400:g} days"
-    print(f"{entry.site:28} {'on ' if entry.enabled else 'off'}  a = {entry.alpha:.2f}  marks "
+    print(f"{entry.site:28} {'on ' if entry.enabled else 'off'}  a = {entry.alpha:.2f}  {entry.family} marks on "
           f"{entry.fraction:.0%} of photos  new mark {rotation}  on failure: {entry.on_failure}")
 
 
@@ -389,11 +392,12 @@ def cmd_sites_disable(args) -> None:
 
 def cmd_sites_set(args) -> None:
     changes = {name: value for name, value in (("alpha", args.alpha), ("fraction", args.fraction),
-                                               ("on_failure", args.on_failure)) if value is not None}
+                                               ("on_failure", args.on_failure), ("family", args.family))
+               if value is not None}
     if hasattr(args, "rotation"):  # given: a period, or None for "never"
         changes["rotation_seconds"] = args.rotation
     if not changes:
-        raise CliError("nothing to change: give --alpha, --fraction, --rotation or --on-failure")
+        raise CliError("nothing to change: give --alpha, --fraction, --rotation, --on-failure or --family")
     _print_site(update_site(db.connect(), site_of(args.site), **changes), args.json)
 
 

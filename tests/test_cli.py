@@ -77,3 +77,16 @@ def test_an_output_that_would_replace_its_input_fails_alone(initialised, tmp_pat
     items = json.loads(result.stdout)  # the batch still reports every file
     assert result.returncode == 1 and [item["status"] for item in items] == ["marked", "failed"]
     assert "replace the input" in items[1]["reason"] and own.read_bytes() == real_photo("Aqua").read_bytes()
+
+
+def test_a_sites_family_change_starts_a_new_mark_of_that_family(initialised, tmp_path):
+    run_cli("mark", str(real_photo("Aqua")), "--site", "a.com", "--out", str(tmp_path / "first"))
+    changed = run_cli("sites", "set", "a.com", "--family", "texture")
+    assert "texture marks on" in changed.stdout
+    assert run_json("sites", "list")[0]["family"] == "texture"
+    run_cli("mark", str(real_photo("Aqua")), "--site", "a.com", "--out", str(tmp_path / "second"))
+    marks = sorted((mark["epoch"], mark["family"]) for mark in run_json("marks", "list"))
+    assert marks == [(0, "structured"), (1, "texture")]
+    unknown = run_cli("sites", "set", "a.com", "--family", "stripes", check=False)
+    assert unknown.returncode == 2 and "--family" in unknown.stderr
+    assert run_json("sites", "list")[0]["family"] == "texture"
