@@ -14,7 +14,7 @@ import pytest
 
 pytest.importorskip("torch", reason="scripts/test installs torch")
 
-from agent.lab import experiment, presets, results  # noqa: E402
+from agent.lab import experiment, photo_marks, presets, results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,3 +108,26 @@ def test_a_sweep_trains_each_seeds_clean_model_once_for_the_settings_that_train_
     assert stronger["accuracy_clean"] == first["accuracy_clean"]
     experiment.run(replace(base, epochs=2), seed=0, dataset=dataset, clean_models=clean_models)
     assert len(clean_models) == 2
+
+
+def test_photo_marks_are_seeded_crops_of_real_photos():
+    seeds = [bytes([k]) * 32 for k in range(3)]
+    marks = [photo_marks.photo_mark(seed) for seed in seeds]
+    assert all(mark.shape == (512, 512, 3) and mark.dtype == np.uint8 for mark in marks)
+    assert np.array_equal(marks[0], photo_marks.photo_mark(seeds[0]))  # the seed decides everything
+    assert not np.array_equal(marks[0], marks[1]) and not np.array_equal(marks[1], marks[2])
+    assert all(mark.std() > 10 for mark in marks)  # real photo detail, not a flat fill
+    with pytest.raises(FileNotFoundError, match="no photos"):
+        photo_marks.photo_mark(seeds[0], ROOT / "docs")
+
+
+def test_a_photo_mark_is_imported_and_tested_like_any_other(tmp_path):
+    """The `photo` family: the user's mark is one of their photos, imported through the product's registry, and
+    the panel is drawn from the same pool. A tiny model: this checks the path, not detection."""
+    setting = experiment.Setting(family=photo_marks.FAMILY, train_size=2000, epochs=1, aux_images=40,
+                                 panel_size=19)
+    run = experiment.run(setting, seed=0, workdir=tmp_path)
+    (trial,) = run["trials"]
+    for verdict in ("marked", "clean", "marked_budget", "clean_budget"):
+        assert 1 / 20 <= trial[verdict]["p_value"] <= 1 and trial[verdict]["queries"] > 0
+    assert trial["marked"]["queries"] == 40 * (19 + 2)

@@ -9,8 +9,10 @@ comes from ``agent.verify.engine.verify`` run on the exported ONNX model, as `is
 from __future__ import annotations
 
 import io
+import os
 import tempfile
 from dataclasses import asdict, dataclass, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +29,7 @@ from ..verify.engine import MarkUnderTest, Options, panel_size_for, verify
 from ..verify.images import ImageSet
 from ..verify.models import TopK, load_model
 from ..verify.stats import distinguisher_pvalues
+from . import photo_marks
 from .datasets import LabelledImages, fashion_mnist, image_folder
 from .isotopes import mark_class
 from .training import accuracy, export_onnx, train
@@ -38,7 +41,8 @@ HARD_CLASSES = (6, 4, 2, 0, 3)  # Shirt, Coat, Pullover, T-shirt/top, Dress: the
 class Setting:
     """What the trainer's data and training look like."""
 
-    family: str = "texture"  # not the product's default: every committed runs.jsonl keys its settings on this
+    family: str = "texture"  # not the product's default: every committed runs.jsonl keys its settings on this;
+    # or photo_marks.FAMILY: the user imported a photo as the mark
     alpha: float = DEFAULT_ALPHA
     fraction: float = 0.1  # of each marked class's training images
     epochs: int = 5
@@ -144,7 +148,12 @@ def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Pa
             share = setting.fraction / setting.marks_per_class
             for part in range(setting.marks_per_class):
                 site = f"site{class_index}-{part}.example"
-                settings.update(conn, site, enabled=True, alpha=setting.alpha, family=setting.family)
+                if setting.family == photo_marks.FAMILY:  # the user imports one of their photos as the mark
+                    settings.update(conn, site, enabled=True, alpha=setting.alpha)
+                    registry.import_image(conn, secret, site, photo_marks.as_upload(photo_marks.photo_mark(
+                        os.urandom(32))))
+                else:
+                    settings.update(conn, site, enabled=True, alpha=setting.alpha, family=setting.family)
                 marked, chosen = mark_class(marked, marker, site, target, share,
                                             seed * 1000 + class_index * 10 + part, exclude=used)
                 used = np.concatenate([used, chosen])
@@ -177,10 +186,12 @@ def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Pa
                  for images, panel_size, level, suffix in ((setting.aux_images, setting.panel_size, setting.level, ""),
                                                            (*BUDGET, 0.05, "_budget"))]
         verdicts: dict[str, list] = {}
+        draw_external = photo_marks.photo_mark if setting.family == photo_marks.FAMILY \
+            else partial(render, setting.family)
         for mark, (_, target) in zip(marks, tested):
             # each mark gets its own external marks, fresh draws neither model ever saw, so that the trials of
             # one run stay independent; both models and both tests of a mark share them
-            panel = [render(setting.family, seed) for seed in external_seeds(max(needed, BUDGET[1]))]
+            panel = [draw_external(seed) for seed in external_seeds(max(needed, BUDGET[1]))]
             for name, model in loaded.items():
                 for aux, panel_size, level, suffix in tests:
                     verdicts.setdefault(name + suffix, []).append(_test(model, aux, mark, panel, Options(

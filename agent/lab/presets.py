@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from . import photo_marks
 from .experiment import Setting
 
 QUICK = Setting(train_size=8000, epochs=3, aux_images=150, panel_size=99, level=0.01)
@@ -72,8 +73,9 @@ PRESETS: dict[str, dict] = {
              "full": [Setting(marked_classes=5, marks_per_class=2)],
              "quick": [replace(QUICK, marked_classes=5, marks_per_class=2)]},
     "families": {"paper": "appendix A.3: ImageNet photo marks are learned best, pixel squares and noise worst", "about": "mark families and training lengths: what makes a model learn this mark, not any "
-                          "overlay",
-                 "full": _grid(Setting(), family=("texture", "structured"), epochs=(3, 10, 30)),
+                          "overlay; photo marks (a user's own photo) at 30 epochs",
+                 "full": _grid(Setting(), family=("texture", "structured"), epochs=(3, 10, 30))
+                 + [Setting(epochs=30, family=photo_marks.FAMILY)],  # a user's own photo as the mark
                  "quick": [replace(QUICK, family="texture", alpha=0.5, fraction=0.25)]},
 }
 
