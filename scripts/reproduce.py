@@ -41,7 +41,7 @@ def main() -> int:
     dataset = experiment.folder_dataset(args.data, args.size) if args.data else experiment.fashion()
     out = args.out or ROOT / "results" / args.preset
     command = "scripts/reproduce.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    print(f"{args.preset}: {presets.PRESETS[args.preset]['about']}", flush=True)
+    print(f"{args.preset}: {presets.PRESETS[args.preset].about}", flush=True)
     partial = out / "runs.jsonl"
     out.mkdir(parents=True, exist_ok=True)
     wanted = [(setting, seed) for setting in presets.settings(args.preset, args.quick) for seed in range(args.runs)]
@@ -65,8 +65,8 @@ def main() -> int:
         print(f"  {setting.key() or 'defaults'} seed {seed}: accuracy {run['accuracy_clean']:.3f} clean, "
               f"{run['accuracy_marked']:.3f} marked; detected {hits}/{len(run['trials'])} on the marked "
               f"model, {false} on the clean one ({time.perf_counter() - started:.0f} s)", flush=True)
-    rows = results.write(runs, out, command, presets.PRESETS[args.preset]["paper"])
-    print(results.markdown(rows, command, presets.PRESETS[args.preset]["paper"]))
+    rows = results.write(runs, out, command, presets.PRESETS[args.preset].paper)
+    print(results.markdown(rows, command, presets.PRESETS[args.preset].paper))
     print(f"wrote {out / 'results.json'}, {out / 'table.md'}, {out / 'rates.png'}")
     return 0
 
