@@ -2,9 +2,11 @@
 """Reproduce the paper's experiments with the product's own marking and verification.
 
 Usage: .venv/bin/python scripts/reproduce.py PRESET [--quick] [--runs N] [--out DIR] [--data DIR --size S]
-Presets (agent/lab/presets.py): single, multi, same-class, recompress, countermeasures, null, families.
+Presets (agent/lab/presets.py, each with its question): defaults, single, converged, power, data-size, multi,
+learnable, same-class, recompress, countermeasures, null, families.
 Each run trains a clean and a marked model on Fashion-MNIST (Debian's dataset-fashion-mnist), or on --data (any
-folder of real images with one subfolder per class, scaled to --size pixels), and tests the same marks against both; results.json, table.md and rates.png go to --out (default results/PRESET).
+folder of real images with one subfolder per class, scaled to --size pixels), and tests the same marks against
+both; results.json, table.md and rates.png go to --out (default results/PRESET).
 """
 
 from __future__ import annotations

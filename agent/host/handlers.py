@@ -149,7 +149,8 @@ def _image(encoded: str) -> bytes:
 
 def hello(session: Session, params: dict) -> dict:
     return {"protocol": PROTOCOL_VERSION, "agent_version": __version__, "actions": sorted(ACTIONS),
-            "capabilities": ["mark", "chunked-replies", "sites", "ledger", "verify", "models"], "vault": session.vault_state(),
+            "capabilities": ["mark", "chunked-replies", "sites", "ledger", "verify", "models"],
+            "vault": session.vault_state(),
             "limits": {"max_request_bytes": MAX_REQUEST_BYTES, "max_frame_bytes": MAX_REPLY_FRAME_BYTES}}
 
 

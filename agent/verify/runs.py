@@ -1,7 +1,8 @@
 """Verification runs that belong to the agent, not to whoever asked for them.
 
 A run is a folder ``<data dir>/runs/RUN_ID`` (``request.json``, ``api.json`` for a saved model API,
-``status.json``, ``result.json``, ``report.html``, ``worker.log``) and a detached worker process (``python -m agent.verify.runs RUN_ID FD``) in a session of its own.
+``status.json``, ``result.json``, ``report.html``, ``worker.log``) and a detached worker process
+(``python -m agent.verify.runs RUN_ID FD``) in a session of its own.
 A browser kills the native host when its port closes; the run goes on, and any later host reads how it went.
 
 The worker gets the vault's secret through its stdin pipe (never its command line, environment or disk). It checks
