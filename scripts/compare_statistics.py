@@ -68,9 +68,18 @@ def _residual(values: np.ndarray, predictors: np.ndarray) -> np.ndarray:
     return values - design @ coefficients
 
 
+TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "upside down": lambda mark: np.ascontiguousarray(mark[::-1]),
+    "moved by half the image": lambda mark: np.roll(mark, (mark.shape[0] // 2, mark.shape[1] // 2), axis=(0, 1)),
+}
+"""Each mark is also blended transformed. The trainer's augmentation (2 px shifts, left-right flips) never shows
+the model these forms, so a model that learned the mark may not know them, while a mark's pull toward a label
+before any training may survive them (its colours, its texture): the difference could keep the first and
+cancel the second."""
+
 Statistic = Callable[[dict, int], np.ndarray]
-"""From one model's answers to one value per mark. Keys: aux, own, reference, twin, each (marks, images)
-P(label); labels, (marks, labels) the mean probability of every label on the aux images."""
+"""From one model's answers to one value per mark. Keys: aux, own, reference, twin and each of TRANSFORMS, each
+(marks, images) P(label); labels, (marks, labels) the mean probability of every label on the aux images."""
 
 STATISTICS: dict[str, Statistic] = {
     "mean P(label) (the default test)": lambda a, _: a["aux"].mean(axis=1),
@@ -82,6 +91,12 @@ STATISTICS: dict[str, Statistic] = {
     "mean P(label) on the user's own uploaded photos": lambda a, _: a["own"].mean(axis=1),
     "mean P(label) less an independent clean model's": lambda a, _: _residual(a["aux"].mean(axis=1),
                                                                                a["reference"].mean(axis=1)),
+    "mean P(label) less the same mark's upside down": lambda a, _: a["aux"].mean(axis=1)
+                                                                      - a["upside down"].mean(axis=1),
+    "mean P(label) less what the mark upside down predicts": lambda a, _: _residual(a["aux"].mean(axis=1),
+                                                                                     a["upside down"].mean(axis=1)),
+    "mean P(label) less the same mark's moved by half": lambda a, _: a["aux"].mean(axis=1)
+                                                                        - a["moved by half the image"].mean(axis=1),
     "bound: mean P(label) less the clean twin's": lambda a, _: a["aux"].mean(axis=1) - a["twin"].mean(axis=1),
 }
 
@@ -123,6 +138,9 @@ def one_run(seed: int, args: argparse.Namespace) -> dict[str, dict[str, tuple]]:
         blended = _answers(run, aux[kept], marks, args.alpha)
         scores[name] = {"aux": blended[:, :, target], "labels": blended.mean(axis=1),
                         "own": _answers(run, own, marks, args.alpha)[:, :, target]}
+        for transform, change in TRANSFORMS.items():
+            changed = [change(mark) for mark in marks]
+            scores[name][transform] = _answers(run, aux[kept], changed, args.alpha)[:, :, target]
     outcome = {}
     for statistic_name, statistic in STATISTICS.items():
         for tested, twin in (("marked", "clean"), ("clean", None)):
