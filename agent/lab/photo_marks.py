@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from ..marks.families import BASE_SIZE
+from ..marks.stream import Stream
 
 FAMILY = "photo"
 POOL = Path("/usr/share/backgrounds/mate/nature")  # Debian's mate-backgrounds: 12 real photographs
@@ -40,11 +41,10 @@ def _pool(folder: Path) -> tuple[Image.Image, ...]:
 def photo_mark(seed: bytes, folder: Path = POOL) -> np.ndarray:
     """The (BASE_SIZE, BASE_SIZE, 3) uint8 mark of `seed`: which photo of the pool, and the side (a quarter of
     the photo's short side to all of it) and place of the square cut from it, all drawn from the seed."""
-    rng = np.random.default_rng(int.from_bytes(seed, "big"))
-    pool = _pool(folder)
-    photo = pool[rng.integers(len(pool))]
-    side = int(rng.integers(POOL_SIDE // 4, POOL_SIDE + 1))
-    left, top = (int(rng.integers(0, extent - side + 1)) for extent in photo.size)
+    stream, pool = Stream(seed), _pool(folder)
+    photo = pool[int(stream.integers("photo", 0, len(pool), 1)[0])]
+    side = int(stream.integers("side", POOL_SIDE // 4, POOL_SIDE + 1, 1)[0])
+    left, top = (int(stream.integers(axis, 0, extent - side + 1, 1)[0]) for axis, extent in zip("xy", photo.size))
     crop = photo.resize((BASE_SIZE, BASE_SIZE), Image.Resampling.LANCZOS, box=(left, top, left + side, top + side))
     return np.asarray(crop)
 
