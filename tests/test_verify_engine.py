@@ -58,6 +58,8 @@ def test_blending_on_the_device_gives_the_pixels_of_the_marking_path(monkeypatch
     mark = mark_at(render("texture", b"\x01" * 32), (64, 64))
     for alpha in (0.1, 0.3, 0.55):
         assert np.array_equal(Blender(photos)(mark, alpha), blend_arrays(photos, mark[None], alpha))
+    upside_down = mark[::-1]  # a view with negative strides, as a research script may pass
+    assert np.array_equal(Blender(photos)(upside_down, 0.3), blend_arrays(photos, upside_down[None], 0.3))
 
 
 def test_a_clean_model_reports_every_block(clean_model, aux):

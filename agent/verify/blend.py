@@ -47,7 +47,7 @@ class Blender:
     def __call__(self, mark: np.ndarray, alpha: float) -> np.ndarray:
         """x' = a * t + (1 - a) * x for every image of the batch, as (N, H, W, 3) uint8. The two products are
         rounded separately and then added, exactly as blend_arrays does in float64."""
-        added = alpha * torch.tensor(mark, dtype=torch.float64, device=self.device)
+        added = alpha * torch.tensor(np.ascontiguousarray(mark), dtype=torch.float64, device=self.device)
         blended = torch.empty_like(self.images)
         for first in range(0, len(self.images), self.chunk):
             part = self.images[first:first + self.chunk].to(torch.float64).mul_(1.0 - alpha)
