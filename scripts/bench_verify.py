@@ -9,9 +9,11 @@
    (39 marks at 512 px, whatever the number of aux images); it is timed apart too.
 2. HTTP: scripts/serve_model.py serving each of the two models; the server's own maximum throughput (images per
    second, measured with pre-encoded images at the concurrency limit) against the HTTP backend's at the same
-   limit, on real photo crops, timed in turn five times (medians shown). Target: at least 90%. Measured twice:
-   with server and client sharing every core (the client's encoding then takes cores from the model), and with
-   the server on a core of its own and the client on the others, as a model API on another machine would be.
+   limit, on real photo crops, timed in turn five times (medians shown). Target: at least 90%. Beside them, a
+   bare client that encodes each image as it sends it: what any client pays to turn pixels into requests, so
+   the gap between it and the backend is the backend's own cost. Measured twice: with server and client sharing
+   every core (the client's encoding then takes cores from the model), and with the server on a core of its own
+   and the client on the others, as a model API on another machine would be.
 3. Queries to a decision, from a reproduction run's results.json (--results): queries per test of the default
    test against the paper's protocol (2 x Q x n = 2,500 queries per test). Target: at most a third.
 
@@ -106,19 +108,27 @@ def local(models: dict[str, Path], images: int) -> None:
               f"  ({result.queries} queries)")
 
 
-async def _server_throughput(url: str, payloads: list[bytes]) -> float:
+def _payload(image: np.ndarray) -> bytes:
+    """The request body serve_model.py takes for one image."""
+    return json.dumps({"image": base64.b64encode(encode_image(image, "png")).decode()}).encode()
+
+
+async def _bare_throughput(url: str, requests: list) -> float:
+    """Images per second of a bare aiohttp client at the concurrency limit: `requests` are request bodies (the
+    server's maximum) or images, encoded as they are sent (what encoding costs any client)."""
     import aiohttp
 
-    queue = list(payloads)
+    queue = list(requests)
     started = time.perf_counter()
     async with aiohttp.ClientSession() as session:
         async def worker():
             while queue:
-                body = queue.pop()
+                request = queue.pop()
+                body = request if isinstance(request, bytes) else _payload(request)
                 async with session.post(url, data=body, headers={"Content-Type": "application/json"}) as reply:
                     await reply.read()
         await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
-    return len(payloads) / (time.perf_counter() - started)
+    return len(requests) / (time.perf_counter() - started)
 
 
 def _photos(size: tuple[int, int], count: int) -> np.ndarray:
@@ -134,10 +144,11 @@ def _photos(size: tuple[int, int], count: int) -> np.ndarray:
     return np.stack(crops)
 
 
-def _http_rates(path: Path, batch: np.ndarray, server_cores: set[int] | None) -> tuple[float, float, float]:
-    """(server maximum, HTTP backend, the median of their ratios) in images per second for the model at `path`
-    on `batch`, each the median of ROUNDS, with the server process on `server_cores` and this one on the
-    others, or both on every core (None). Each round times the server, then the backend with an empty cache."""
+def _http_rates(path: Path, batch: np.ndarray, server_cores: set[int] | None) -> dict[str, float]:
+    """Images per second for the model at `path` on `batch`: the server's maximum, a bare client encoding as it
+    sends, the HTTP backend, each the median of ROUNDS, and the medians of the latter two's ratios to the first.
+    The server process runs on `server_cores` and this one on the others, or both on every core (None). Each
+    round times the server, the bare encoding client, then the backend with an empty cache."""
     every_core = os.sched_getaffinity(0)
     pin = None if server_cores is None else (lambda: os.sched_setaffinity(0, server_cores))
     server = subprocess.Popen([sys.executable, str(ROOT / "scripts/serve_model.py"), str(path), "--port", "0"],
@@ -149,12 +160,12 @@ def _http_rates(path: Path, batch: np.ndarray, server_cores: set[int] | None) ->
         config = json.loads(subprocess.run([sys.executable, str(ROOT / "scripts/serve_model.py"), str(path),
                                             "--print-config"], capture_output=True, text=True, check=True).stdout)
         config["concurrency"] = CONCURRENCY
-        payloads = [json.dumps({"image": base64.b64encode(encode_image(image, "png")).decode()}).encode()
-                    for image in batch]
-        asyncio.run(_server_throughput(url, payloads[:WARM_UP]))
-        server_rates, client_rates = [], []
+        payloads = [_payload(image) for image in batch]
+        asyncio.run(_bare_throughput(url, payloads[:WARM_UP]))
+        server_rates, encoding_rates, client_rates = [], [], []
         for _ in range(ROUNDS):
-            server_rates.append(asyncio.run(_server_throughput(url, payloads[WARM_UP:])))
+            server_rates.append(asyncio.run(_bare_throughput(url, payloads[WARM_UP:])))
+            encoding_rates.append(asyncio.run(_bare_throughput(url, list(batch[WARM_UP:]))))
             with tempfile.TemporaryDirectory() as home:
                 os.environ["ISOTOPES_HOME"] = home
                 config_path = Path(home) / "api.json"
@@ -164,8 +175,11 @@ def _http_rates(path: Path, batch: np.ndarray, server_cores: set[int] | None) ->
                 started = time.perf_counter()
                 client.predict(batch[WARM_UP:])
                 client_rates.append((len(batch) - WARM_UP) / (time.perf_counter() - started))
-        ratios = np.array(client_rates) / np.array(server_rates)
-        return float(np.median(server_rates)), float(np.median(client_rates)), float(np.median(ratios))
+        rates = {"server": server_rates, "encoding": encoding_rates, "backend": client_rates}
+        medians = {name: float(np.median(values)) for name, values in rates.items()}
+        for name in ("encoding", "backend"):
+            medians[f"{name} share"] = float(np.median(np.array(rates[name]) / np.array(server_rates)))
+        return medians
     finally:
         os.sched_setaffinity(0, every_core)
         server.terminate()
@@ -183,9 +197,11 @@ def http(models: dict[str, Path]) -> None:
     for name, path in models.items():
         batch = _photos(read_sidecar(path).preprocess.size, HTTP_IMAGES[name])  # the same images for each placement
         for placement, server_cores in placements.items():
-            server_rate, client_rate, ratio = _http_rates(path, batch, server_cores)
-            print(f"   {name:<12} {HTTP_IMAGES[name]} images, {placement}: server maximum {server_rate:.0f} "
-                  f"images/s, HTTP backend {client_rate:.0f} images/s, {ratio:.0%}")
+            rates = _http_rates(path, batch, server_cores)
+            print(f"   {name:<12} {HTTP_IMAGES[name]} images, {placement}: server maximum {rates['server']:.0f} "
+                  f"images/s; bare client encoding as it sends {rates['encoding']:.0f} images/s, "
+                  f"{rates['encoding share']:.0%}; HTTP backend {rates['backend']:.0f} images/s, "
+                  f"{rates['backend share']:.0%}")
 
 
 def queries(results: Path) -> None:
