@@ -69,7 +69,7 @@ def _residual(values: np.ndarray, predictors: np.ndarray) -> np.ndarray:
 
 
 TRANSFORMS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "upside down": lambda mark: np.ascontiguousarray(mark[::-1]),
+    "upside down": lambda mark: mark[::-1],
     "moved by half the image": lambda mark: np.roll(mark, (mark.shape[0] // 2, mark.shape[1] // 2), axis=(0, 1)),
 }
 """Each mark is also blended transformed. The trainer's augmentation (2 px shifts, left-right flips) never shows
