@@ -41,7 +41,7 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from agent.lab.datasets import LabelledImages, fashion_mnist  # noqa: E402
+from agent.lab.datasets import fashion_mnist  # noqa: E402
 from agent.lab.training import SmallCNN, TrainingRun, export_onnx, train  # noqa: E402
 from agent.marks.families import DEFAULT_FAMILY, render  # noqa: E402
 from agent.verify import engine  # noqa: E402
@@ -64,7 +64,7 @@ PHOTOS = Path("/usr/share/backgrounds/mate/nature")
 def _models(folder: Path) -> dict[str, Path]:
     data = fashion_mnist("train")
     subset = np.random.default_rng(0).choice(len(data), 6000, replace=False)
-    small = train(LabelledImages(data.images[subset], data.labels[subset], data.classes), epochs=1, seed=0)
+    small = train(data.take(subset), epochs=1, seed=0)
     export_onnx(small, folder / "small.onnx")
     torch.manual_seed(0)
     large = TrainingRun(SmallCNN(10, 224).eval(), Preprocess(size=(224, 224), mean=(0.5,) * 3, std=(0.5,) * 3),

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from agent import db, settings, vault  # noqa: E402
-from agent.lab.datasets import LabelledImages, fashion_mnist  # noqa: E402
+from agent.lab.datasets import fashion_mnist  # noqa: E402
 from agent.lab.experiment import HARD_CLASSES  # noqa: E402
 from agent.lab.isotopes import mark_class  # noqa: E402
 from agent.lab.training import probabilities, train  # noqa: E402
@@ -113,7 +113,7 @@ def one_run(seed: int, args: argparse.Namespace) -> dict[str, dict[str, tuple]]:
     rng = np.random.default_rng(seed)
     train_all, test = fashion_mnist("train"), fashion_mnist("test")
     subset = rng.choice(len(train_all), args.train_size, replace=False)
-    data = LabelledImages(train_all.images[subset], train_all.labels[subset], train_all.classes)
+    data = train_all.take(subset)
     target = HARD_CLASSES[seed % len(HARD_CLASSES)]
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
@@ -126,8 +126,7 @@ def one_run(seed: int, args: argparse.Namespace) -> dict[str, dict[str, tuple]]:
     reference_subset = rng.choice(len(train_all), args.train_size, replace=False)
     models = {"marked": train(marked, epochs=args.epochs, seed=seed),
               "clean": train(data, epochs=args.epochs, seed=seed),
-              "reference": train(LabelledImages(train_all.images[reference_subset], train_all.labels[reference_subset],
-                                                train_all.classes), epochs=args.epochs, seed=seed + 1000)}
+              "reference": train(train_all.take(reference_subset), epochs=args.epochs, seed=seed + 1000)}
     size = data.images.shape[1:3]
     marks = [mark_at(true_mark, size)] + [mark_at(render(args.family, s), size) for s in external_seeds(PANEL)]
     aux = test.images[rng.permutation(len(test))[:args.images]]

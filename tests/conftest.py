@@ -74,12 +74,12 @@ def fashion_model(tmp_path_factory):
     pytest.importorskip("torch", reason="scripts/test installs torch")
     import numpy as np
 
-    from agent.lab.datasets import LabelledImages, fashion_mnist
+    from agent.lab.datasets import fashion_mnist
     from agent.lab.training import export_onnx, export_torchscript, train
 
     data = fashion_mnist("train")
     subset = np.random.default_rng(3).choice(len(data), 6000, replace=False)
-    run = train(LabelledImages(data.images[subset], data.labels[subset], data.classes), epochs=1, seed=2)
+    run = train(data.take(subset), epochs=1, seed=2)
     folder = tmp_path_factory.mktemp("models")
     export_onnx(run, folder / "model.onnx")
     export_torchscript(run, folder / "model.pt")

@@ -17,7 +17,7 @@ pytest.importorskip("torch", reason="scripts/test installs torch")
 pytest.importorskip("onnxruntime", reason="scripts/test installs onnxruntime")
 
 from agent import paths, vault  # noqa: E402
-from agent.lab.datasets import LabelledImages, fashion_mnist  # noqa: E402
+from agent.lab.datasets import fashion_mnist  # noqa: E402
 from agent.lab.training import export_onnx, train  # noqa: E402
 
 from conftest import encode, run_cli, small_real_photo  # noqa: E402
@@ -36,7 +36,7 @@ def model(tmp_path_factory) -> str:
     """The spec of a small model trained on real Fashion-MNIST (it never saw any mark)."""
     data = fashion_mnist("train")
     subset = np.random.default_rng(3).choice(len(data), 6000, replace=False)
-    run = train(LabelledImages(data.images[subset], data.labels[subset], data.classes), epochs=1, seed=2)
+    run = train(data.take(subset), epochs=1, seed=2)
     path = tmp_path_factory.mktemp("model") / "model.onnx"
     export_onnx(run, path)
     return f"onnx:{path}"

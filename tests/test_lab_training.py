@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch", reason="scripts/test installs torch")
 ort = pytest.importorskip("onnxruntime", reason="scripts/test installs onnxruntime")
 
 from agent import db, ledger, settings, vault  # noqa: E402
-from agent.lab.datasets import LabelledImages, fashion_mnist  # noqa: E402
+from agent.lab.datasets import fashion_mnist  # noqa: E402
 from agent.lab.isotopes import mark_class  # noqa: E402
 from agent.lab.training import accuracy, device, export_onnx, probabilities, train  # noqa: E402
 from agent.marking import Marker  # noqa: E402
@@ -22,7 +22,7 @@ from agent.marking import Marker  # noqa: E402
 def small_run():
     data = fashion_mnist("train")
     subset = np.random.default_rng(0).choice(len(data), 12000, replace=False)
-    return train(LabelledImages(data.images[subset], data.labels[subset], data.classes), epochs=2, seed=1)
+    return train(data.take(subset), epochs=2, seed=1)
 
 
 def test_training_learns_fashion_mnist_on_the_cpu_path(small_run):

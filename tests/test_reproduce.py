@@ -95,10 +95,10 @@ def test_any_folder_of_class_folders_runs_the_same_experiment(tmp_path):
 
 def test_a_sweep_trains_each_seeds_clean_model_once_for_the_settings_that_train_alike():
     """Settings that differ only in their marks share the clean model of a seed; another epoch count does not."""
-    from agent.lab.datasets import LabelledImages, fashion_mnist
+    from agent.lab.datasets import fashion_mnist
 
     test = fashion_mnist("test")
-    dataset = experiment.Dataset(LabelledImages(test.images[:400], test.labels[:400], test.classes), test, (6,))
+    dataset = experiment.Dataset(test.take(slice(400)), test, (6,))
     base = experiment.Setting(train_size=400, epochs=1, aux_images=20, panel_size=3, fraction=0.5)
     clean_models: dict = {}
     first = experiment.run(base, seed=0, dataset=dataset, clean_models=clean_models)

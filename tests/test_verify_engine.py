@@ -30,7 +30,7 @@ def clean_model(tmp_path_factory):
     """A model trained on real Fashion-MNIST that never saw any mark."""
     data = fashion_mnist("train")
     subset = np.random.default_rng(11).choice(len(data), 8000, replace=False)
-    run = train(LabelledImages(data.images[subset], data.labels[subset], data.classes), epochs=2, seed=5)
+    run = train(data.take(subset), epochs=2, seed=5)
     path = tmp_path_factory.mktemp("clean") / "clean.onnx"
     export_onnx(run, path)
     return load_model(f"onnx:{path}")

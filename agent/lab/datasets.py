@@ -28,6 +28,10 @@ class LabelledImages:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def take(self, indices: np.ndarray | slice) -> LabelledImages:
+        """The images at `indices` (a copy), with their labels."""
+        return LabelledImages(self.images[indices], self.labels[indices], self.classes)
+
 
 def read_idx(path: Path) -> np.ndarray:
     """An IDX file (gzipped or not): magic 0x0000, a type byte, a dimension count, big-endian uint32 sizes."""

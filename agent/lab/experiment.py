@@ -115,11 +115,7 @@ def folder_dataset(root: Path, size: int, test_share: float = 0.2) -> Dataset:
     data = image_folder(root, size)
     order = np.random.default_rng(0).permutation(len(data))
     cut = int(round(len(data) * (1 - test_share)))
-
-    def part(indices: np.ndarray) -> LabelledImages:
-        return LabelledImages(data.images[indices], data.labels[indices], data.classes)
-
-    return Dataset(part(order[:cut]), part(order[cut:]), tuple(range(len(data.classes))))
+    return Dataset(data.take(order[:cut]), data.take(order[cut:]), tuple(range(len(data.classes))))
 
 
 def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Path | None = None,
@@ -131,7 +127,7 @@ def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Pa
     rng = np.random.default_rng(seed)
     train_all, test = dataset.train, dataset.test
     subset = rng.choice(len(train_all), min(setting.train_size, len(train_all)), replace=False)
-    data = LabelledImages(train_all.images[subset], train_all.labels[subset], train_all.classes)
+    data = train_all.take(subset)
     candidates = dataset.candidates
     if setting.marked_classes > len(candidates):
         raise ValueError(f"{setting.marked_classes} marked classes, but the data has {len(candidates)} to choose from")
