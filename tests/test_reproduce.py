@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 from dataclasses import replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,40 @@ def test_a_sweep_trains_each_seeds_clean_model_once_for_the_settings_that_train_
     assert stronger["accuracy_clean"] == first["accuracy_clean"]
     experiment.run(replace(base, epochs=2), seed=0, dataset=dataset, clean_models=clean_models)
     assert len(clean_models) == 2
+
+
+def test_a_kept_run_holds_the_user_and_models_to_test_again(tmp_path):
+    """--keep: the run's vault, ledger, both ONNX models and run.json stay, so a later analysis can blend the
+    same mark into the same aux images and query the same models."""
+    from agent import db, ledger, vault
+    from agent.lab.datasets import fashion_mnist
+    from agent.marks import registry
+    from agent.marks.families import render
+    from agent.verify.engine import MarkUnderTest, Options, verify
+    from agent.verify.images import ImageSet
+    from agent.verify.models import load_model
+
+    test = fashion_mnist("test")
+    dataset = experiment.Dataset(test.take(slice(400)), test.take(slice(400, 700)), (6,))
+    setting = experiment.Setting(train_size=400, epochs=1, aux_images=20, panel_size=3, fraction=0.5)
+    run = experiment.run(setting, seed=0, dataset=dataset, keep=tmp_path / "kept")
+    kept = json.loads((tmp_path / "kept" / "run.json").read_text())
+    assert kept["seed"] == 0 and kept["setting"]["panel_size"] == 3
+    assert kept["marks"] == [{"site": run["trials"][0]["site"], "label": 6}]
+    assert len(kept["aux"]) == max(setting.aux_images, experiment.BUDGET[0]) == len(set(kept["aux"]))
+    conn = db.connect(tmp_path / "kept" / "isotopes.db")
+    marked_uploads = [u for u in ledger.uploads(conn, kept["marks"][0]["site"]) if u.status == "marked"]
+    assert len(marked_uploads) == round(0.5 * np.sum(dataset.train.labels == 6))
+    (issued,) = registry.issued(conn, kept["marks"][0]["site"])
+    mark = registry.pixels(vault.unlock(None, tmp_path / "kept" / "vault.json"), issued)
+    model = load_model(f"onnx:{tmp_path / 'kept' / 'marked.onnx'}")
+    predicted = model.predict(dataset.test.images).argmax(axis=1)
+    assert np.mean(predicted == dataset.test.labels) == pytest.approx(run["accuracy_marked"], abs=0.01)
+    again = verify(model, ImageSet(model.size, array=dataset.test.images[kept["aux"][:setting.aux_images]]),
+                   [MarkUnderTest(issued.mark_id, issued.site, issued.epoch, issued.family, mark, setting.alpha,
+                                  panel=partial(render, issued.family))],
+                   Options(label=6, panel_size=3, sequential=False))
+    assert again.results[0].shift == pytest.approx(run["trials"][0]["marked"]["shift"], abs=1e-9)
 
 
 def test_photo_marks_are_seeded_crops_of_real_photos():

@@ -9,7 +9,9 @@ comes from ``agent.verify.engine.verify`` run on the exported ONNX model, as `is
 from __future__ import annotations
 
 import io
+import json
 import os
+import shutil
 import tempfile
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -119,10 +121,12 @@ def folder_dataset(root: Path, size: int, test_share: float = 0.2) -> Dataset:
 
 
 def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Path | None = None,
-        clean_models: dict | None = None) -> dict:
+        clean_models: dict | None = None, keep: Path | None = None) -> dict:
     """Train the clean and the marked model for `seed` and test every mark against both. `clean_models`, when
     given, keeps each clean model for the next setting that trains one alike (same images, epochs, defence
-    and seed), so a sweep trains it once: pass one dict per dataset."""
+    and seed), so a sweep trains it once: pass one dict per dataset. `keep`, when given, is a folder that
+    receives the run's user (vault and ledger), both ONNX models with their sidecars, and `run.json` (the
+    tested sites, their labels and the aux images' indices in the test set), for analyses after the run."""
     dataset = dataset or fashion()
     rng = np.random.default_rng(seed)
     train_all, test = dataset.train, dataset.test
@@ -200,6 +204,11 @@ def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Pa
                                            test.images[aux_pool[:setting.aux_images]], marks,
                                            [target for _, target in tested])
         conn.close()
+        if keep is not None:
+            shutil.copytree(folder, keep)
+            (keep / "run.json").write_text(json.dumps({
+                "setting": asdict(setting), "seed": seed, "marks": [{"site": s, "label": t} for s, t in tested],
+                "aux": aux_pool.tolist()}))
     return {"setting": asdict(setting), "seed": seed, "accuracy_clean": models["clean"][1],
             "accuracy_marked": models["marked"][1], "trials": [asdict(trial) for trial in trials],
             "distinguisher": distinguisher}
