@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Research benchmark: how should a test spend its queries, on aux images or on external marks?
+
+Reads the runs that `scripts/reproduce.py PRESET --keep DIR` kept. For each run it queries the marked and the
+clean model once: the run's aux images, unblended, blended with the user's true mark and with each of a fresh
+panel of 199 external marks of the same family at the same strength (cached beside the run as
+panel-answers.npz). Then, for each allocation of images and external marks, it draws the images and the panel
+at random from those answers many times per model and applies the default test (the summed P(label) over the
+drawn images the clean model does not already give the label, ranked among the panel's; level 0.05). A
+model's share of detecting draws is its chance of detection with that allocation; the mean over models is the
+detection rate, and over the clean models the false-positive rate.
+
+Usage: .venv/bin/python scripts/query_budget.py DIR [--draws 400] [--level 0.05]
+Queries per test: images x (1 + 1 + K), the unblended images, the true mark and K external marks; the paper's
+protocol takes 2,500 per test (2 x Q x n, Q = 5, n = 250), the issue's target is a third of that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections import defaultdict
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from agent import db, vault  # noqa: E402
+from agent.lab.datasets import fashion_mnist  # noqa: E402
+from agent.marks import registry  # noqa: E402
+from agent.marks.families import render  # noqa: E402
+from agent.verify.blend import Blender, mark_at  # noqa: E402
+from agent.verify.engine import render_panel  # noqa: E402
+from agent.verify.models import load_model  # noqa: E402
+from agent.verify.stats import panel_rank_pvalue  # noqa: E402
+
+PANEL = 199
+PAPER_QUERIES = 2 * 5 * 250
+ALLOCATIONS = ((200, 39), (200, 99), (100, 99), (50, 99), (20, 99), (39, 19), (20, 39), (10, 79), (8, 99))
+"""(aux images, external marks): the harness's default test, a larger panel with fewer and fewer images, and
+allocations of about 820 queries (a third of the paper's 2,500)."""
+
+
+def panel_answers(kept: Path) -> dict[str, np.ndarray]:
+    """P(label) of the kept run's aux images under its true mark (row 0) and PANEL external marks, per model,
+    and which images each model does not already give the label; computed once and cached."""
+    cache = kept / "panel-answers.npz"
+    if cache.exists():
+        return dict(np.load(cache))
+    run = json.loads((kept / "run.json").read_text())
+    ((site, label),) = [(mark["site"], mark["label"]) for mark in run["marks"]]
+    conn = db.connect(kept / "isotopes.db")
+    issued = registry.issued(conn, site)[-1]
+    true_mark = registry.pixels(vault.unlock(None, kept / "vault.json"), issued)
+    conn.close()
+    alpha = run["setting"]["alpha"]
+    images = fashion_mnist("test").images[np.array(run["aux"][:run["setting"]["aux_images"]])]
+    answers = {}
+    for name in ("marked", "clean"):
+        model = load_model(f"onnx:{kept / name}.onnx")
+        if name == "marked":  # one panel for both models, as the harness tests them
+            marks = [mark_at(true_mark, model.size)] + render_panel(partial(render, issued.family), PANEL, model.size)
+        blender = Blender(images)
+        answers[f"{name}_kept"] = model.predict(images).argmax(axis=1) != label
+        answers[name] = np.stack([model.predict(blender(mark, alpha))[:, label] for mark in marks])
+    np.savez(cache, **answers)
+    return answers
+
+
+def detection_chance(answers: np.ndarray, kept: np.ndarray, images: int, panel: int, draws: int, level: float,
+                     rng: np.random.Generator) -> float:
+    """The share of random draws of `images` aux images and `panel` external marks in which the true mark
+    (row 0 of answers) is detected at `level`."""
+    hits = 0
+    for _ in range(draws):
+        chosen = rng.choice(answers.shape[1], images, replace=False)
+        chosen = chosen[kept[chosen]]
+        external = 1 + rng.choice(answers.shape[0] - 1, panel, replace=False)
+        sums = answers[:, chosen].sum(axis=1)
+        hits += panel_rank_pvalue(sums[0], sums[external]) <= level * (1 + 1e-9)
+    return hits / draws
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("kept", type=Path, help="the folder given to reproduce.py --keep")
+    parser.add_argument("--draws", type=int, default=400, help="random draws per model and allocation")
+    parser.add_argument("--level", type=float, default=0.05)
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    by_setting: dict[str, list[Path]] = defaultdict(list)
+    for kept in sorted(args.kept.iterdir()):
+        if (kept / "run.json").exists():
+            by_setting[kept.name.rsplit("-seed", 1)[0]].append(kept)
+    if not by_setting:
+        print(f"no kept runs in {args.kept}: run scripts/reproduce.py PRESET --keep {args.kept}", file=sys.stderr)
+        return 1
+    for setting, runs in by_setting.items():
+        chances = defaultdict(list)
+        for kept in runs:
+            answers = panel_answers(kept)
+            for images, panel in ALLOCATIONS:
+                for name in ("marked", "clean"):
+                    chances[images, panel, name].append(detection_chance(
+                        answers[name], answers[f"{name}_kept"], images, panel, args.draws, args.level, rng))
+        print(f"\n{setting}: {len(runs)} models, level {args.level}, {args.draws} draws per model and allocation")
+        print("| aux images | external marks | queries per test | of the paper's | detection | models detected "
+              "in >= 95% of draws | false positives |")
+        print("|---|---|---|---|---|---|---|")
+        for images, panel in ALLOCATIONS:
+            marked, clean = np.array(chances[images, panel, "marked"]), np.array(chances[images, panel, "clean"])
+            queries = images * (panel + 2)
+            print(f"| {images} | {panel} | {queries} | {queries / PAPER_QUERIES:.2f}x | {marked.mean():.3f} | "
+                  f"{np.sum(marked >= 0.95)}/{len(marked)} | {clean.mean():.3f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
