@@ -160,8 +160,8 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--own", metavar="DIR", help="your own unmarked photos, to find your label")
     check.add_argument("--level", type=float, default=0.05, help="false-positive rate allowed (default 0.05)")
     check.add_argument("--images", type=int, default=200, metavar="N", help="aux images to use at most")
-    check.add_argument("--panel", type=int, default=39, metavar="K",
-                       help="external marks to compare each mark with (default 39: smallest p = 1/40)")
+    check.add_argument("--panel", type=int, default=99, metavar="K",
+                       help="external marks to compare each mark with (default 99: smallest p = 1/100)")
     check.add_argument("--no-early-stop", action="store_true",
                        help="query every image even when the answer is already certain")
     check.add_argument("--with", dest="physical_with", metavar="DIR",

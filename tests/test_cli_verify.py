@@ -89,3 +89,14 @@ def test_nothing_to_test_before_any_upload_was_marked(initialised, fashion_model
     failed = run_cli("verify", "--model", f"onnx:{folder / 'model.onnx'}", "--aux",
                      _folder(tmp_path / "aux", fashion_mnist("test").images[:12]), check=False)
     assert failed.returncode == 1 and "no marked upload yet" in failed.stderr
+
+
+def test_the_command_line_defaults_are_the_engines():
+    """`isotopes verify` spells its defaults out for --help; they must be those the native host's requests get."""
+    from agent.cli import _parser
+    from agent.verify import session
+
+    args = _parser().parse_args(["verify", "--model", "onnx:model.onnx", "--aux", "aux"])
+    defaults = session.Request(model="onnx:model.onnx", aux="aux")
+    assert (args.images, args.panel, args.level, args.label) == (defaults.images, defaults.panel_size,
+                                                                defaults.level, defaults.label)
