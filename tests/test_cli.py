@@ -8,6 +8,7 @@ import shutil
 
 from PIL import Image
 
+from agent.settings import DEFAULT_ALPHA
 from conftest import real_photo, run_cli, run_json
 
 
@@ -23,7 +24,7 @@ def test_mark_json_describes_every_file(initialised, tmp_path):
     assert (photo["status"], photo["site"], photo["format"]) == ("marked", "example.com", "JPEG")
     assert photo["sha256_in"] == hashlib.sha256(real_photo("Wood").read_bytes()).hexdigest()
     assert photo["sha256_out"] == hashlib.sha256((tmp_path / "out" / "Wood.jpg").read_bytes()).hexdigest()
-    assert photo["alpha"] == 0.3 and photo["epoch"] == 0
+    assert photo["alpha"] == DEFAULT_ALPHA and photo["epoch"] == 0
     assert other["status"] == "skipped" and "not an image" in other["reason"]
     assert (tmp_path / "out" / "notes.pdf").read_bytes() == pdf.read_bytes()
 

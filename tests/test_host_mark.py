@@ -15,6 +15,7 @@ from PIL import Image
 
 from agent import paths
 from agent.marks.families import DEFAULT_FAMILY
+from agent.settings import DEFAULT_ALPHA
 from conftest import encode, real_photo
 from host_client import HostProcess
 
@@ -101,7 +102,7 @@ def test_site_settings_change_the_next_mark(host):
     changed = host.request("sites.set", {"url": "https://m.photos.example/", "alpha": 0.15})["data"]
     assert changed["alpha"] == 0.15 and changed["enabled"] is True
     second = host.request("mark", {"image": image, "site": "photos.example"})["data"]
-    assert (first["alpha"], second["alpha"]) == (0.3, 0.15) and first["sha256_out"] != second["sha256_out"]
+    assert (first["alpha"], second["alpha"]) == (DEFAULT_ALPHA, 0.15) and first["sha256_out"] != second["sha256_out"]
     rotated = host.request("marks.rotate", {"site": "photos.example"})["data"]
     third = host.request("mark", {"image": image, "site": "photos.example"})["data"]
     assert third["mark_id"] == rotated["mark_id"] != second["mark_id"]

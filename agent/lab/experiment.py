@@ -25,7 +25,6 @@ from ..marking import Marker
 from ..marks import registry
 from ..marks.keys import external_seeds
 from ..marks.families import render
-from ..settings import DEFAULT_ALPHA
 from ..verify.blend import Blender, mark_at
 from ..verify.engine import MarkUnderTest, Options, panel_size_for, verify
 from ..verify.images import ImageSet
@@ -45,7 +44,7 @@ class Setting:
 
     family: str = "texture"  # not the product's default: every committed runs.jsonl keys its settings on this;
     # or photo_marks.FAMILY: the user imported a photo as the mark
-    alpha: float = DEFAULT_ALPHA
+    alpha: float = 0.3  # the product's default when the first runs were committed: runs.jsonl keys on it
     fraction: float = 0.1  # of each marked class's training images
     epochs: int = 5
     train_size: int = 10000

@@ -57,8 +57,8 @@ def train_suspect(marker: Marker, site: str, target: int, data: LabelledImages, 
     Set the site's strength to 0.5 for a mark the model reliably learns. Measured with the defaults (all 60,000
     Fashion-MNIST training images, one epoch, about 30 s a model on 2 idle CPU cores; class Pullover) and
     structured marks: at a = 0.5 the user's mark ranked above all of 399 external marks in 7 of 7 models (z 9 to
-    40); at the product's default a = 0.3 it ranked first in 5 of 8 and in the first three in 7 of 8 (z 2.0 to
-    8.4). The marks cost at most 1.3 points of test accuracy at a = 0.5 and 1.8 at 0.3."""
+    40); at a = 0.3 it ranked first in 5 of 8 and in the first three in 7 of 8 (z 2.0 to 8.4). The marks cost at
+    most 1.3 points of test accuracy at a = 0.5 and 1.8 at 0.3."""
     rng = np.random.default_rng(seed)
     marked, chosen = mark_class(data, marker, site, target, fraction, seed)
     own = settings.get(marker.conn, site)

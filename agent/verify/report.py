@@ -297,9 +297,9 @@ level. <em>z</em> says how far your mark's shift is above the control marks' ave
 deviations.</p>
 <p><strong>Not detected does not mean not trained on.</strong> A model can learn too little of a mark for any
 test to show it, above all when few of your photos were in its training data or the strength was low. In our
-measurements on a small image classifier, with a tenth of one class marked at strength 0.3 the marked models
-were detected six times in ten when trained to convergence, and about two times in five when trained a quarter
-as long; at strength 0.5 with a quarter of the class marked, nine times in ten.</p>
+measurements on a small image classifier, with a tenth of one class marked, models trained to convergence
+were detected 19 times in 20 at the default strength 0.4 and 18 times in 20 at 0.3; trained a sixth as long,
+about two times in five.</p>
 <p><em>Paper's V</em> is the verifier from the original data-isotopes paper, computed on the same answers. It is
 shown for reference only: it compares your mark with a single other mark, and any two marks move a model
 differently, so it also fires on models that never saw either mark. The decision above never uses it.</p>
