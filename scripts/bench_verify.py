@@ -6,7 +6,7 @@
    of images through the same onnxruntime session. Target: at most 1.2x. Two models: the 28 px Fashion-MNIST
    CNN of the harness, and the same architecture at 224 px (a model of a photo service's size; random weights,
    which cost the same as trained ones). Rendering the external panel is a fixed cost of every verification
-   (39 marks at 512 px, whatever the number of aux images); it is timed apart too.
+   (the default panel's 99 marks at 512 px, whatever the number of aux images); it is timed apart too.
 2. HTTP: scripts/serve_model.py serving each of the two models; the server's own maximum throughput (images per
    second, measured with pre-encoded images at the concurrency limit) against the HTTP backend's at the same
    limit, on real photo crops, timed in turn five times (medians shown). Target: at least 90%. Beside them, a

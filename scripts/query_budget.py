@@ -45,9 +45,10 @@ ALLOCATIONS = ((200, 39), (200, 99), (100, 99), (50, 99), (20, 99), (39, 19), (2
 allocations of about 820 queries (a third of the paper's 2,500)."""
 
 
-def panel_answers(kept: Path) -> dict[str, np.ndarray]:
-    """P(label) of the kept run's aux images under its true mark (row 0) and PANEL external marks, per model,
-    and which images each model does not already give the label; computed once and cached."""
+def panel_answers(kept: Path, test_images: np.ndarray) -> dict[str, np.ndarray]:
+    """P(label) of the kept run's aux images (indices into `test_images`) under its true mark (row 0) and PANEL
+    external marks, per model, and which images each model does not already give the label; computed once and
+    cached."""
     cache = kept / "panel-answers.npz"
     if cache.exists():
         return dict(np.load(cache))
@@ -58,13 +59,14 @@ def panel_answers(kept: Path) -> dict[str, np.ndarray]:
     true_mark = registry.pixels(vault.unlock(None, kept / "vault.json"), issued)
     conn.close()
     alpha = run["setting"]["alpha"]
-    images = fashion_mnist("test").images[np.array(run["aux"][:run["setting"]["aux_images"]])]
+    images = test_images[np.array(run["aux"][:run["setting"]["aux_images"]])]
+    models = {name: load_model(f"onnx:{kept / name}.onnx") for name in ("marked", "clean")}
+    size = models["marked"].size
+    # one panel for both models, as the harness tests them
+    marks = [mark_at(true_mark, size)] + render_panel(partial(render, issued.family), PANEL, size)
+    blender = Blender(images)
     answers = {}
-    for name in ("marked", "clean"):
-        model = load_model(f"onnx:{kept / name}.onnx")
-        if name == "marked":  # one panel for both models, as the harness tests them
-            marks = [mark_at(true_mark, model.size)] + render_panel(partial(render, issued.family), PANEL, model.size)
-        blender = Blender(images)
+    for name, model in models.items():
         answers[f"{name}_kept"] = model.predict(images).argmax(axis=1) != label
         answers[name] = np.stack([model.predict(blender(mark, alpha))[:, label] for mark in marks])
     np.savez(cache, **answers)
@@ -99,10 +101,11 @@ def main() -> int:
     if not by_setting:
         print(f"no kept runs in {args.kept}: run scripts/reproduce.py PRESET --keep {args.kept}", file=sys.stderr)
         return 1
+    test_images = fashion_mnist("test").images
     for setting, runs in by_setting.items():
         chances = defaultdict(list)
         for kept in runs:
-            answers = panel_answers(kept)
+            answers = panel_answers(kept, test_images)
             for images, panel in ALLOCATIONS:
                 for name in ("marked", "clean"):
                     chances[images, panel, name].append(detection_chance(
