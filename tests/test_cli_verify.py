@@ -35,7 +35,7 @@ def test_verify_prints_one_document_with_every_field_and_writes_the_report(uploa
     aux = _folder(tmp_path / "aux", test.images[:80])
     report = tmp_path / "report.html"
     document = run_json("verify", "--model", f"onnx:{folder / 'model.onnx'}", "--aux", aux, "--label", "Shirt",
-                        "--panel", "19", "--report", str(report))
+                        "--panel", "19", "--paper-v", "--report", str(report))
     assert document["decision"] in ("detected", "not detected") and document["queries"] > 0
     assert {r["site"] for r in document["results"]} == {"instagram.com", "flickr.com"}
     for result in document["results"]:
@@ -43,13 +43,17 @@ def test_verify_prints_one_document_with_every_field_and_writes_the_report(uploa
         assert 0 < result["p_value"] <= result["p_adjusted"] <= 1 and len(result["mark_id"]) == 20
         assert set(result["paper_v"]) >= {"detected", "round_pvalues"}
     assert document["panel_size"] == 39  # two marks at level 0.05 need K + 1 >= 40
-    assert document["queries"] <= 80 * (1 + 2 + 39)
+    # the 80 images unmarked; the 5 closest to Shirt with both marks and 39 external ones; the paper's V: the
+    # two true marks and the first external mark on the other images not already given Shirt
+    assert 80 + 5 * 41 < document["queries"] <= 80 + 5 * 41 + 75 * 3
     html = report.read_text()
     assert html.count("<svg") == 2 and "flickr.com" in html and "instagram.com" in html
+    assert "Paper&#x27;s V</th>" in html
 
     one_site = run_json("verify", "--model", f"onnx:{folder / 'model.onnx'}", "--aux", aux, "--label", "6",
                         "--site", "https://www.flickr.com/upload")
     assert [r["site"] for r in one_site["results"]] == ["flickr.com"]
+    assert one_site["queries"] == 80 + 5 * (1 + 99) and one_site["results"][0]["paper_v"] is None
 
 
 def test_own_photos_give_the_label_and_a_physical_mark_is_tested_unpaired(uploads, fashion_model, tmp_path):
@@ -92,11 +96,18 @@ def test_nothing_to_test_before_any_upload_was_marked(initialised, fashion_model
 
 
 def test_the_command_line_defaults_are_the_engines():
-    """`isotopes verify` spells its defaults out for --help; they must be those the native host's requests get."""
+    """`isotopes verify` spells its defaults out for --help; they must be those the native host's requests get.
+    `--focus` takes a number of images or "all"."""
     from agent.cli import _parser
     from agent.verify import session
 
     args = _parser().parse_args(["verify", "--model", "onnx:model.onnx", "--aux", "aux"])
     defaults = session.Request(model="onnx:model.onnx", aux="aux")
-    assert (args.images, args.panel, args.level, args.label) == (defaults.images, defaults.panel_size,
-                                                                defaults.level, defaults.label)
+    assert (args.images, args.panel, args.level, args.label, args.focus, args.paper_v) == (
+        defaults.images, defaults.panel_size, defaults.level, defaults.label, defaults.focus, defaults.paper_v)
+    every = _parser().parse_args(["verify", "--model", "onnx:model.onnx", "--aux", "aux", "--focus", "all"])
+    assert every.focus is None and _parser().parse_args(
+        ["verify", "--model", "m", "--aux", "a", "--focus", "12"]).focus == 12
+    for wrong in ("0", "some", "-3"):
+        with pytest.raises(SystemExit):
+            _parser().parse_args(["verify", "--model", "m", "--aux", "a", "--focus", wrong])

@@ -27,8 +27,9 @@ SITE = "example.com"
 PASSPHRASE = "a long and private passphrase"
 QUICK = {"label": "Shirt", "images": 60, "panel_size": 9}
 """A run of a few seconds."""
-LONG = {"label": "Shirt", "images": 400, "panel_size": 39, "sequential": False}
-"""A run of about half a minute on two cores: a few seconds a batch, so it is still running when cancelled."""
+LONG = {"label": "Shirt", "images": 400, "panel_size": 39, "sequential": False, "focus": "all"}
+"""A run of about half a minute on two cores (every aux image blended with every mark): a few seconds a batch,
+so it is still running when cancelled."""
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +153,7 @@ def test_cancel_stops_a_run_and_history_lists_runs_newest_first(host, model, aux
 
 
 def test_a_run_outlives_the_hosts_that_watch_it(host, model, aux):
-    run = start(host, model, aux, label="Shirt", images=200, panel_size=19, sequential=False)
+    run = start(host, model, aux, label="Shirt", images=200, panel_size=19, sequential=False, focus="all")
     send(host, "watch", "verify.watch", {"run": run})
     assert host.receive()["event"] == "progress"
     host.proc.kill()  # what a browser does to a host whose port closed
@@ -186,7 +187,9 @@ def test_requests_that_cannot_run_are_refused_with_the_reason(host, model, aux, 
                "level out of range": ({"model": model, "aux": aux, "level": 2}, "level"),
                "unknown parameter": ({"model": model, "aux": aux, "speed": "fast"}, "'speed'"),
                "images as text": ({"model": model, "aux": aux, "images": "many"}, "'images'"),
-               "sites not strings": ({"model": model, "aux": aux, "sites": [3]}, "'sites'")}
+               "sites not strings": ({"model": model, "aux": aux, "sites": [3]}, "'sites'"),
+               "focus as a word": ({"model": model, "aux": aux, "focus": "some"}, "'focus'"),
+               "focus of no image": ({"model": model, "aux": aux, "focus": 0}, "focus")}
     for case, (params, words) in refused.items():
         reply = host.request("verify.start", params, case)
         assert code(reply) == "bad_request" and words in reply["error"]["message"], reply

@@ -141,7 +141,7 @@ def test_a_kept_run_holds_the_user_and_models_to_test_again(tmp_path):
     again = verify(model, ImageSet(model.size, array=dataset.test.images[kept["aux"][:setting.aux_images]]),
                    [MarkUnderTest(issued.mark_id, issued.site, issued.epoch, issued.family, mark, setting.alpha,
                                   panel=partial(render, issued.family))],
-                   Options(label=6, panel_size=3, sequential=False))
+                   Options(label=6, panel_size=3, focus=setting.focus, sequential=False))
     assert again.results[0].shift == pytest.approx(run["trials"][0]["marked"]["shift"], abs=1e-9)
 
 
@@ -165,4 +165,5 @@ def test_a_photo_mark_is_imported_and_tested_like_any_other(tmp_path):
     (trial,) = run["trials"]
     for verdict in ("marked", "clean", "marked_budget", "clean_budget"):
         assert 1 / 20 <= trial[verdict]["p_value"] <= 1 and trial[verdict]["queries"] > 0
-    assert trial["marked"]["queries"] == 40 * (19 + 2)
+    # every aux image unmarked, then those the model does not already give the label with the 20 marks
+    assert 40 + 20 <= trial["marked"]["queries"] <= 40 + 40 * 20

@@ -63,22 +63,52 @@ def test_blending_on_the_device_gives_the_pixels_of_the_marking_path(monkeypatch
 
 
 def test_a_clean_model_reports_every_block(clean_model, aux):
-    result = engine.verify(clean_model, aux, [_mark("a")], engine.Options(label=6, panel_size=19, sequential=False))
+    result = engine.verify(clean_model, aux, [_mark("a")], engine.Options(label=6, panel_size=19, focus=None,
+                                                                           sequential=False, paper_v=True))
     document = result.to_json()
     (mark,) = document["results"]
     assert mark["label"] == "Shirt" and mark["label_index"] == 6
     assert len(mark["panel_shifts"]) == 19 and 0 < mark["p_value"] <= 1
-    assert mark["images"] == len(aux) - _given(clean_model, aux, 6)
+    usable = len(aux) - _given(clean_model, aux, 6)
+    assert mark["images"] == usable and document["images_tested"] == usable
     assert mark["paper_v"]["rounds"] == 5 and len(mark["paper_v"]["round_pvalues"]) == 5
-    assert document["queries"] == document["images"] * (1 + 1 + 19)
+    assert mark["paper_v"]["images_per_round"] == usable // 5
+    # every aux image unmarked, then the images not already given the label with the mark and its 19 external
+    # marks: the paper's V uses the same queries
+    assert document["queries"] == document["queries_planned"] == len(aux) + usable * (1 + 19)
     assert document["decision"] == ("detected" if mark["detected"] else "not detected")
     assert not document["stopped_early"] and document["images"] == len(aux)
 
 
+def test_the_focus_tests_the_images_the_model_leans_to_the_label_most(clean_model, aux):
+    """The default: the five aux images with the highest clean P(label) among those not already given it; the
+    mark and its panel are blended into those five alone, in one model call."""
+    seen = []
+    mark = _mark("a")
+    result = engine.verify(clean_model, aux, [mark], engine.Options(label=6, panel_size=19), progress=seen.append)
+    outputs = clean_model.predict(aux[0:len(aux)])
+    candidates = np.flatnonzero(outputs.argmax(axis=1) != 6)
+    closest = candidates[np.argsort(-outputs[candidates, 6])[:engine.DEFAULT_FOCUS]]
+    with_mark = clean_model.predict(Blender(aux[closest])(mark_at(mark.pixels, (28, 28)), mark.alpha))
+    (tested,) = result.results
+    assert tested.images == result.images_tested == 5 and result.images == len(aux)
+    assert tested.shift == pytest.approx(np.mean(with_mark[:, 6] - outputs[closest, 6]), abs=1e-12)
+    assert result.queries == result.queries_planned == len(aux) + 5 * (1 + 19)
+    assert tested.paper_v is None  # run only when asked for
+    assert [(e["phase"], e["queries"], e["images_done"]) for e in seen if e["phase"] == "testing"] == [
+        ("testing", 300, 0), ("testing", 300, 5)]
+    paper = engine.verify(clean_model, aux, [mark], engine.Options(label=6, panel_size=19, paper_v=True))
+    usable = len(candidates)
+    # the paper's V blends the true mark and one external mark into every usable image; five already have both
+    assert paper.queries == len(aux) + 5 * 20 + (usable - 5) * 2
+    assert paper.results[0].paper_v["images_per_round"] == usable // 5
+    assert paper.results[0].shift == pytest.approx(tested.shift, abs=1e-12)
+
+
 def test_an_early_stop_never_changes_a_decision_or_a_p_value(clean_model, aux):
-    """Ten marks, each tested alone at a level where about 4 in 10 are detected on a clean model: with the
-    sequential rule every decision is the full run's. (A rule that stopped on the first batch's evidence would
-    decide from 10 images instead of 200 and disagree on some.)"""
+    """Ten marks, each tested alone on every usable image at a level where about 4 in 10 are detected on a clean
+    model: with the sequential rule every decision is the full run's. (A rule that stopped on the first batch's
+    evidence would decide from 10 images instead of 180 and disagree on some.)"""
     pool = [render("structured", os.urandom(32)) for _ in range(30)]
     early, full = [], []
     for index in range(10):
@@ -87,12 +117,14 @@ def test_an_early_stop_never_changes_a_decision_or_a_p_value(clean_model, aux):
             mark = engine.MarkUnderTest("t", "t.example", 0, "structured", pool[index + 19], 0.3,
                                         panel=lambda seed: next(panel))
             results.append(engine.verify(clean_model, aux, [mark], engine.Options(
-                label=3, panel_size=19, level=0.4, sequential=sequential, batch=10)))
+                label=3, panel_size=19, level=0.4, focus=None, sequential=sequential, batch=10)))
     detected = [run.results[0].detected for run in full]
     assert 1 <= sum(detected) <= 9  # the comparison is not a trivial one
     assert [run.results[0].detected for run in early] == detected
+    usable = len(aux) - _given(clean_model, aux, 3)
     for sequential_run, full_run in zip(early, full):
-        assert sequential_run.images > len(aux) // 2  # no early batch can make a decision certain
+        assert full_run.images_tested == usable
+        assert sequential_run.images_tested > usable // 2  # no early batch can make a decision certain
         if not sequential_run.stopped_early:
             assert sequential_run.results[0].p_value == full_run.results[0].p_value
 
@@ -107,7 +139,12 @@ def test_the_label_free_mode_reports_the_label_where_the_mark_leads_most(clean_m
     (mark,) = result.results
     assert result.label_mode == "label-free" and mark.label == clean_model.labels[mark.label_index]
     assert result.images == len(aux) and not result.stopped_early
-    assert mark.images == len(aux) - _given(clean_model, aux, mark.label_index)
+    # each label is tested on its own five closest images: at most 50 blended
+    assert mark.images == 5 and 5 <= result.images_tested <= 50
+    assert result.queries == len(aux) + result.images_tested * 20
+    every = engine.verify(clean_model, aux, [_mark("b")], engine.Options(label=None, panel_size=19, focus=None))
+    assert every.images_tested == len(aux)
+    assert every.results[0].images == len(aux) - _given(clean_model, aux, every.results[0].label_index)
     assert mark.z == pytest.approx((mark.shift - np.mean(mark.panel_shifts)) / np.std(mark.panel_shifts))
 
 
@@ -115,7 +152,8 @@ def test_many_marks_share_one_panel_and_are_holm_adjusted(clean_model, aux):
     marks = [_mark(f"m{i}") for i in range(4)]
     result = engine.verify(clean_model, aux, marks, engine.Options(label=2, panel_size=9, level=0.4,
                                                                    sequential=False))
-    assert result.queries == len(aux) * (1 + 4 + 9)  # one panel for the four marks of one family and strength
+    # one panel for the four marks of one family and strength, on the five images closest to the label
+    assert result.queries == len(aux) + 5 * (4 + 9)
     raw = [r.p_value for r in result.results]
     order = np.argsort(raw)
     assert result.results[order[0]].p_adjusted == pytest.approx(min(1, 4 * raw[order[0]]))
@@ -153,7 +191,7 @@ def test_a_learned_mark_is_detected_beside_an_unused_one(learned, aux):
     # ahead of all 39 external marks, and far ahead: z was 5.0 to 10.5 over ten panels (3.8 to 5.6 through the
     # top-5 ranks of the test below), so the bar of 2 leaves room for the panel's draw
     assert found.detected and found.p_value == pytest.approx(1 / 40) and found.z > 2
-    assert result.queries == result.images * (1 + 2 + 39) and result.images <= len(aux)
+    assert result.queries == result.images + 5 * (2 + 39) and result.images == len(aux)
 
 
 def test_an_api_that_answers_its_top_labels_only_gives_the_same_answer(learned, aux):
@@ -175,13 +213,13 @@ def test_cancelling_stops_at_the_next_model_call_and_progress_counts_every_call(
 
     with pytest.raises(engine.Cancelled):
         engine.verify(clean_model, aux, [_mark("a")], engine.Options(label=1, panel_size=19, batch=20,
-                                                                     sequential=False),
+                                                                     focus=None, sequential=False),
                       progress=progress, cancel=cancel)
-    # the clean batch, then the batch blended with the mark and its 19 panel marks in one call (a 28 px model's
-    # 400 images are within CALL_VALUES), the batch's tally; cancelling stops before the next batch's first call
-    assert 20 * 28 * 28 * 3 * 20 <= engine.CALL_VALUES
-    assert [(event["queries"], event["images_done"]) for event in seen] == [(20, 0), (420, 0), (420, 20)]
-    assert seen[0]["queries_planned"] == len(aux) * 21
+    # two batches of 20 clean images, each reported after its call and once read; cancelling stops before the
+    # third call
+    assert [(event["queries"], event["images_done"]) for event in seen] == [(20, 0), (20, 20), (40, 20), (40, 40)]
+    assert {event["phase"] for event in seen} == {"reading the clean images"}
+    assert seen[0]["queries_planned"] == len(aux) * 21  # at most; exact once every clean image is read
 
 
 def test_imported_marks_are_reported_untestable_and_nothing_testable_is_an_error(clean_model, aux):
@@ -193,11 +231,14 @@ def test_imported_marks_are_reported_untestable_and_nothing_testable_is_an_error
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("labels", [list(range(10)), [None] * 10], ids=["label given", "label-free"])
-def test_the_default_test_holds_its_level_on_a_model_that_never_saw_the_marks(clean_model, aux, labels):
+@pytest.mark.parametrize(("labels", "focus"), [(list(range(10)), engine.DEFAULT_FOCUS),
+                                               ([None] * 10, engine.DEFAULT_FOCUS), (list(range(10)), None)],
+                         ids=["label given", "label-free", "every image"])
+def test_the_default_test_holds_its_level_on_a_model_that_never_saw_the_marks(clean_model, aux, labels, focus):
     """Calibration: 200 (mark, label) trials on the clean model, each the true mark against its own panel drawn
     from the same generator (from a pool of renders, so the test stays fast). At level 0.05 the false-positive
-    rate must be within binomial noise of 0.05 or below, with the label given and with the label-free mode."""
+    rate must be within binomial noise of 0.05 or below, with the label given and with the label-free mode, on
+    the images closest to the label (the default) and on every image."""
     rng = np.random.default_rng(0)
     pool = [render("structured", os.urandom(32)) for _ in range(240)]
     images = ImageSet((28, 28), array=aux[0:100])
@@ -209,7 +250,8 @@ def test_the_default_test_holds_its_level_on_a_model_that_never_saw_the_marks(cl
             mark = engine.MarkUnderTest("t", "t.example", 0, "structured", pool[chosen[0]], 0.3,
                                         panel=lambda seed: next(panel))
             result = engine.verify(clean_model, images, [mark],
-                                   engine.Options(label=label, panel_size=19, sequential=False, batch=100))
+                                   engine.Options(label=label, panel_size=19, focus=focus, sequential=False,
+                                                  batch=100))
             rejections += result.results[0].detected
             trials += 1
     assert trials == 200

@@ -211,3 +211,12 @@ def test_early_stop_and_queries_are_reported():
     page = render_html(document(mark(), queries=4100, stopped_early=True))
     assert "4,100 of 8,200 planned" in page
     assert "could not have changed any decision" in page
+
+
+def test_the_paper_column_and_the_focused_images_appear_only_when_there_is_something_to_show():
+    with_paper = render_html(document(mark(), images_tested=5))
+    assert "Paper&#x27;s V</th>" in with_paper and "fires (4 of 5 rounds)" in with_paper
+    assert "200 read without a mark; 5 of them also with the marks" in with_paper
+    without = render_html(document(mark(paper_v=None), mark(site="flickr.com", paper_v=None), images_tested=200))
+    assert "<th>Paper&#x27;s V</th>" not in without and "fires (" not in without
+    assert "<dd>200</dd>" in without

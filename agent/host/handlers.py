@@ -318,7 +318,8 @@ def models_remove(session: Session, params: dict) -> dict:
 # --- verification runs (agent/verify/runs.py) ----------------------------------------------------------------
 
 _REQUEST_FIELDS = {"model": str, "aux": str, "api_config": str, "sites": list, "label": str, "own": str,
-                   "level": (int, float), "images": int, "panel_size": int, "sequential": bool}
+                   "level": (int, float), "images": int, "focus": (int, str), "panel_size": int, "sequential": bool,
+                   "paper_v": bool}
 _REQUIRED_FIELDS = ("model", "aux")
 _SAVED_MODEL_FIELDS = ("sites", "level")
 """What verify.start may add to a saved model's request."""
@@ -341,6 +342,10 @@ def _verify_request(params: dict) -> dict:
         if not all(isinstance(site, str) for site in request["sites"]):
             raise ProtocolError("bad_request", "parameter 'sites' must be a list of strings")
         request["sites"] = [_site_name(site) for site in request["sites"]]
+    if isinstance(request.get("focus"), str):
+        if request["focus"] != "all":
+            raise ProtocolError("bad_request", "parameter 'focus' must be a number of images or 'all'")
+        request["focus"] = None  # session.Request's "every aux image"
     return request
 
 

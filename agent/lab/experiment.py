@@ -54,6 +54,7 @@ class Setting:
     defence: str | None = None  # a countermeasure of the trainer: see training.DEFENCES, or "top-k" outputs
     aux_images: int = 200
     panel_size: int = 39
+    focus: int | None = None  # every usable aux image, as the committed runs were tested; or the closest N
     level: float = 0.05
 
     def key(self) -> str:
@@ -181,9 +182,10 @@ def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Pa
         loaded = {name: load_model(f"onnx:{folder / name}.onnx") for name in models}
         if setting.defence == "top-k":
             loaded = {name: TopK(model, 3) for name, model in loaded.items()}
-        tests = [(ImageSet(size, array=test.images[aux_pool[:images]]), panel_size, level, suffix)
-                 for images, panel_size, level, suffix in ((setting.aux_images, setting.panel_size, setting.level, ""),
-                                                           (*BUDGET, 0.05, "_budget"))]
+        tests = [(ImageSet(size, array=test.images[aux_pool[:images]]), panel_size, focus, level, suffix)
+                 for images, panel_size, focus, level, suffix in (
+                     (setting.aux_images, setting.panel_size, setting.focus, setting.level, ""),
+                     (*BUDGET, None, 0.05, "_budget"))]
         verdicts: dict[str, list] = {}
         draw_external = photo_marks.photo_mark if setting.family == photo_marks.FAMILY \
             else partial(render, setting.family)
@@ -192,9 +194,10 @@ def run(setting: Setting, seed: int, dataset: Dataset | None = None, workdir: Pa
             # one run stay independent; both models and both tests of a mark share them
             panel = [draw_external(seed) for seed in external_seeds(max(needed, BUDGET[1]))]
             for name, model in loaded.items():
-                for aux, panel_size, level, suffix in tests:
+                for aux, panel_size, focus, level, suffix in tests:
                     verdicts.setdefault(name + suffix, []).append(_test(model, aux, mark, panel, Options(
-                        level=level, label=target, panel_size=panel_size, sequential=False)))
+                        level=level, label=target, panel_size=panel_size, focus=focus, sequential=False,
+                        paper_v=True)))
         trials = [Trial(site, target, **{key: verdicts[key][index] for key in verdicts})
                   for index, (site, target) in enumerate(tested)]
         distinguisher = None

@@ -77,11 +77,12 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.files) if self.files is not None else len(self.array)
 
-    def __getitem__(self, window: slice) -> np.ndarray:
+    def __getitem__(self, window: slice | np.ndarray) -> np.ndarray:
+        """The images of a slice, or at an array of indices, as (N, H, W, 3) uint8."""
         if self.array is not None:
             return self.array[window]
         images = []
-        for path in self.files[window]:
+        for path in self.files[window] if isinstance(window, slice) else [self.files[i] for i in window]:
             image = read_image(path, self.size)
             if image is None:
                 raise ImageFolderError(f"{path} could not be decoded")

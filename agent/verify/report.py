@@ -222,7 +222,8 @@ def _facts(document: dict) -> str:
     output = document.get("output")
     outputs = "probabilities" if output == "probabilities" else "ranks (a top-K or label-only answer)"
     mode = ("a label you chose" if document.get("label_mode") == "given"
-            else "label-free: half of the images pick each mark's label, the other half test it")
+            else "label-free: each mark on the label where it leads its control marks most (chosen the same way "
+                 "for every control mark)")
     queries, planned = document.get("queries"), document.get("queries_planned")
     used = "—" if queries is None else f"{queries:,}" + ("" if planned is None else f" of {planned:,} planned")
     early = ("yes: the remaining images could not have changed any decision" if document.get("stopped_early")
@@ -231,25 +232,35 @@ def _facts(document: dict) -> str:
             ("Checked", document.get("created")), ("Label", mode),
             ("Level", f"{_number(document.get('level'), 'g')} (the accepted chance of a false detection over all "
                       f"your marks)"),
-            ("Control marks per test", document.get("panel_size")), ("Images", document.get("images")),
+            ("Control marks per test", document.get("panel_size")), ("Images", _images_text(document)),
             ("Queries", used), ("Stopped early", early)]
     return '<dl class="facts">' + "".join(
         f"<dt>{escape(name)}</dt><dd>{escape('—' if value is None else str(value))}</dd>" for name, value in rows) \
         + "</dl>"
 
 
+def _images_text(document: dict) -> str | None:
+    read, tested = document.get("images"), document.get("images_tested")
+    if read is None or tested is None or tested == read:
+        return read
+    return f"{read} read without a mark; {tested} of them also with the marks"
+
+
 def _table(document: dict) -> str:
     output = document.get("output")
-    head = ("Site", "Since", "Label", "Shift", "z", "p", "Adjusted p", "Detected", "Paper's V", "Note")
+    results = document.get("results") or []
+    paper = any(r.get("paper_v") for r in results)  # the paper's V runs only when asked for
+    head = ("Site", "Since", "Label", "Shift", "z", "p", "Adjusted p", "Detected", *(("Paper's V",) * paper),
+            "Note")
     rows = []
-    for r in document.get("results") or []:
+    for r in results:
         tested = r.get("p_value") is not None
         detected = "yes" if r.get("detected") else "no" if tested else "not tested"
         cells = [(r.get("site"), ""), (_since(r.get("started")) or "—", "nowrap"), (r.get("label") or "—", ""),
                  (_shift_text(r.get("shift"), output), "num"), (_number(r.get("z"), ".2f"), "num"),
                  (format_p(r.get("p_value")), "num"), (format_p(r.get("p_adjusted")), "num"),
-                 (detected, "yes" if r.get("detected") else ""), (_paper_v_text(r.get("paper_v")), ""),
-                 (r.get("note") or "", "")]
+                 (detected, "yes" if r.get("detected") else ""),
+                 *(((_paper_v_text(r.get("paper_v")), ""),) * paper), (r.get("note") or "", "")]
         rows.append("<tr>" + "".join(f'<td class="{cls}">{escape(str(text))}</td>' if cls
                                      else f"<td>{escape(str(text))}</td>" for text, cls in cells) + "</tr>")
     if not rows:
@@ -286,8 +297,10 @@ def _physical(physical: dict) -> str:
 _HOW_TO_READ = """<section><h2>How to read this</h2>
 <p>For each of your marks the model was shown the same images three ways: without a mark, with your mark, and
 with each of the control marks. Control marks are drawn the same way as yours, at the same strength, from secret
-seeds that were never published, so no model can have learned them. The <em>shift</em> is how much a mark moves
-the model towards the tested label, averaged over the images.</p>
+seeds that were never published, so no model can have learned them. The images are the few of your aux photos
+that the model, shown them without any mark, leans to the tested label most without giving it: a mark tips
+those first. The <em>shift</em> is how much a mark moves the model towards the tested label, averaged over the
+images.</p>
 <p>If the model never saw your mark, your mark is just one more control mark: its shift is equally likely to come
 first, last or anywhere in between. The p-value is your mark's place in that ranking: with K control marks,
 (1 + the number of controls that shifted at least as much) / (K + 1). It is exact whatever the model is, and its
@@ -300,8 +313,8 @@ test to show it, above all when few of your photos were in its training data or 
 measurements on a small image classifier, with a tenth of one class marked, models trained to convergence
 were detected 19 times in 20 at the default strength 0.4 and 18 times in 20 at 0.3; trained a sixth as long,
 about two times in five.</p>
-<p><em>Paper's V</em> is the verifier from the original data-isotopes paper, computed on the same answers. It is
-shown for reference only: it compares your mark with a single other mark, and any two marks move a model
+<p><em>Paper's V</em>, when asked for (<code>isotopes verify --paper-v</code>), is the verifier from the original
+data-isotopes paper, on every usable aux photo. It is shown for reference only: it compares your mark with a single other mark, and any two marks move a model
 differently, so it also fires on models that never saw either mark. The decision above never uses it.</p>
 </section>"""
 

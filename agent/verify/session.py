@@ -32,7 +32,9 @@ class Request:
     level: float = 0.05
     images: int = engine.DEFAULT_IMAGES
     panel_size: int = engine.DEFAULT_PANEL
+    focus: int | None = engine.DEFAULT_FOCUS  # None: test on every aux image
     sequential: bool = True
+    paper_v: bool = False
     physical_with: str | None = None
     physical_without: str | None = None
 
@@ -54,6 +56,8 @@ class Request:
             raise ValueError("use at least 10 aux images (a hundred or more for a useful answer)")
         if self.panel_size < 1:
             raise ValueError("the panel needs at least one external mark")
+        if self.focus is not None and self.focus < 1:
+            raise ValueError("the focus needs at least one image per label (or none: every image)")
         if (self.physical_with is None) != (self.physical_without is None):
             raise ValueError("a physical-mark test needs both --with and --without")
         if self.physical_with is not None and self.label == "auto" and not self.own:
@@ -111,7 +115,8 @@ def run(request: Request, vault: Vault, conn: sqlite3.Connection | None = None,
         label = None
     aux = ImageSet.from_folder(Path(request.aux), model.size, limit=request.images)
     verification = engine.verify(model, aux, marks, engine.Options(
-        level=request.level, panel_size=request.panel_size, label=label, sequential=request.sequential),
+        level=request.level, panel_size=request.panel_size, label=label, focus=request.focus,
+        sequential=request.sequential, paper_v=request.paper_v),
         progress=progress, cancel=cancel)
     document = {"model": request.model, "labels": list(model.labels), "created": db.now(),
                 "request": asdict(request), **verification.to_json()}

@@ -6,6 +6,13 @@
   const {formatP, formatCount, plural, formatDuration, monthYear} =
     exports.formatP ? exports : require("./format.js");
 
+  // What a run is doing besides testing the label it was given (native_host/PROTOCOL.md, "Verification runs").
+  const PHASES = {
+    "reading the clean images": "Reading the photos",
+    "testing every label": "Testing every label",
+    "the paper's test": "The paper's test",
+  };
+
   // A running run's progress: "120 of 200 photos checked · 4,100 queries · about 20 s left"; "Starting…"
   // before the first batch.
   function progressText(progress) {
@@ -15,7 +22,7 @@
     if (typeof progress.queries === "number") parts.push(plural(progress.queries, "query", "queries"));
     if (typeof progress.eta_seconds === "number") parts.push(`about ${formatDuration(progress.eta_seconds)} left`);
     const text = parts.join(" · ");
-    return progress.phase === "testing every label" ? `Testing every label: ${text}` : text;
+    return PHASES[progress.phase] ? `${PHASES[progress.phase]}: ${text}` : text;
   }
 
   // For a <progress>: {value, max}, or null while there is no progress yet (an indeterminate bar). Queries move

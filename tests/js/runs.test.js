@@ -40,6 +40,10 @@ test("progress in words, and for a progress bar", () => {
                "0 of 1 photo checked · 1 query");
   assert.match(progressText({phase: "testing every label", images_done: 50, images_total: 200, queries: 10,
                              eta_seconds: 300}), /^Testing every label: 50 of 200 photos checked · 10 queries · about 5 min left$/);
+  assert.equal(progressText({phase: "reading the clean images", images_done: 50, images_total: 200, queries: 50}),
+               "Reading the photos: 50 of 200 photos checked · 50 queries");
+  assert.equal(progressText({phase: "testing", images_done: 5, images_total: 5, queries: 700}),
+               "5 of 5 photos checked · 700 queries");
   assert.equal(progressValue(null), null);
   assert.equal(progressValue({images_done: 5, images_total: 0}), null);
   assert.deepEqual(progressValue({images_done: 120, images_total: 200}), {value: 120, max: 200});
