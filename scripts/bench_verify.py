@@ -4,9 +4,9 @@
 1. Local ONNX on the CPU: the wall time of a whole verification (`engine.verify`: rendering the external panel,
    blending on the device, preprocessing, querying, statistics) against bare forward passes of the same number
    of images through the same onnxruntime session. Target: at most 1.2x. Twice: the default test, which
-   blends the marks into the few aux images closest to the label, and the test on every aux image. Two models: the 28 px Fashion-MNIST
-   CNN of the harness, and the same architecture at 224 px (a model of a photo service's size; random weights,
-   which cost the same as trained ones). Rendering the external panel is a fixed cost of every verification
+   blends the marks into the few aux images closest to the label, and the test on every aux image. Two models:
+   the 28 px Fashion-MNIST CNN of the harness, and the same architecture at 224 px (a model of a photo
+   service's size; random weights, which cost the same as trained ones). Rendering the external panel is a fixed cost of every verification
    (the default panel's 99 marks at 512 px, whatever the number of aux images); it is timed apart too.
 2. HTTP: scripts/serve_model.py serving each of the two models; the server's own maximum throughput (images per
    second, measured with pre-encoded images at the concurrency limit) against the HTTP backend's at the same

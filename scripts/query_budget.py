@@ -6,13 +6,14 @@ Reads the runs that `scripts/reproduce.py PRESET --keep DIR` kept, and measures 
 1. The engine's own test (`engine.verify`, as `isotopes verify` runs it) with the aux images focused: of a fresh
    draw of aux images from the test set, the few the model, unmarked, leans to the mark's label most. Each kept
    model is verified REPEATS times per design with fresh aux draws and panels (drawn from one pool of 400
-   external marks per setting, rendered once); a model's share of detections is its chance of detection.
-2. Every aux image, resampled: for each run it queries the marked and the clean model once: the run's aux images, unblended, blended with the user's true mark and with each of a fresh
-panel of 199 external marks of the same family at the same strength (cached beside the run as
-panel-answers.npz). Then, for each allocation of images and external marks, it draws the images and the panel
-at random from those answers many times per model and applies the default test (the summed P(label) over the
-drawn images the clean model does not already give the label, ranked among the panel's; level 0.05). A
-model's share of detecting draws is its chance of detection with that allocation; the mean over models is the
+   external marks per setting, rendered once).
+2. Every aux image, resampled: for each run it queries the marked and the clean model once, on the run's aux
+   images, unblended, blended with the user's true mark and with each of a fresh panel of 199 external marks
+   of the same family at the same strength (cached beside the run as panel-answers.npz). Then, for each
+   allocation of images and external marks, it draws the images and the panel at random from those answers
+   many times per model and applies the default test on every image (the summed P(label) over the drawn images
+   the clean model does not already give the label, ranked among the panel's; level 0.05).
+A model's share of detections is its chance of detection with that design; the mean over models is the
 detection rate, and over the clean models the false-positive rate.
 
 Usage: .venv/bin/python scripts/query_budget.py DIR [--repeats 20] [--draws 400] [--level 0.05]

@@ -297,10 +297,10 @@ def _physical(physical: dict) -> str:
 _HOW_TO_READ = """<section><h2>How to read this</h2>
 <p>For each of your marks the model was shown the same images three ways: without a mark, with your mark, and
 with each of the control marks. Control marks are drawn the same way as yours, at the same strength, from secret
-seeds that were never published, so no model can have learned them. The images are the few of your aux photos
-that the model, shown them without any mark, leans to the tested label most without giving it: a mark tips
-those first. The <em>shift</em> is how much a mark moves the model towards the tested label, averaged over the
-images.</p>
+seeds that were never published, so no model can have learned them. Unless you asked for every image, the
+images are the few of your aux photos that the model, shown them without any mark, leans to the tested label
+most without giving it: a mark tips those first. The <em>shift</em> is how much a mark moves the model towards
+the tested label, averaged over the images.</p>
 <p>If the model never saw your mark, your mark is just one more control mark: its shift is equally likely to come
 first, last or anywhere in between. The p-value is your mark's place in that ranking: with K control marks,
 (1 + the number of controls that shifted at least as much) / (K + 1). It is exact whatever the model is, and its
@@ -314,8 +314,9 @@ measurements on a small image classifier, with a tenth of one class marked, mode
 were detected 19 times in 20 at the default strength 0.4 and 18 times in 20 at 0.3; trained a sixth as long,
 about two times in five.</p>
 <p><em>Paper's V</em>, when asked for (<code>isotopes verify --paper-v</code>), is the verifier from the original
-data-isotopes paper, on every usable aux photo. It is shown for reference only: it compares your mark with a single other mark, and any two marks move a model
-differently, so it also fires on models that never saw either mark. The decision above never uses it.</p>
+data-isotopes paper, on every usable aux photo. It is shown for reference only: it compares your mark with a
+single other mark, and any two marks move a model differently, so it also fires on models that never saw either
+mark. The decision above never uses it.</p>
 </section>"""
 
 
