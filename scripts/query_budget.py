@@ -28,7 +28,6 @@ import json
 import sys
 from collections import defaultdict
 from dataclasses import replace
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -38,14 +37,13 @@ sys.path.insert(0, str(ROOT))
 
 from agent import db, vault  # noqa: E402
 from agent.lab.datasets import fashion_mnist  # noqa: E402
-from agent.marks import registry  # noqa: E402
-from agent.marks.families import render  # noqa: E402
 from agent.verify.blend import Blender, mark_at  # noqa: E402
 from agent.verify import engine  # noqa: E402
 from agent.verify.engine import render_panel  # noqa: E402
 from agent.verify.images import ImageSet  # noqa: E402
 from agent.verify.models import load_model  # noqa: E402
 from agent.verify.stats import panel_rank_pvalue  # noqa: E402
+from agent.verify.user_marks import used_marks  # noqa: E402
 
 PANEL = 199
 PAPER_QUERIES = 2 * 5 * 250
@@ -58,15 +56,14 @@ POOL = 400
 
 
 def kept_user(kept: Path) -> tuple[dict, engine.MarkUnderTest, int]:
-    """A kept run's description, its one tested mark as the engine takes it (no panel yet), and its label."""
+    """A kept run's description, its one tested mark as `isotopes verify` would find it in the run's vault and
+    ledger, and its label."""
     run = json.loads((kept / "run.json").read_text())
     ((site, label),) = [(mark["site"], mark["label"]) for mark in run["marks"]]
     conn = db.connect(kept / "isotopes.db")
-    issued = registry.issued(conn, site)[-1]
+    (mark,) = used_marks(vault.unlock(None, kept / "vault.json"), conn, [site])
     conn.close()
-    pixels = registry.pixels(vault.unlock(None, kept / "vault.json"), issued)
-    return run, engine.MarkUnderTest(issued.mark_id, site, issued.epoch, issued.family, pixels,
-                                     run["setting"]["alpha"]), label
+    return run, mark, label
 
 
 def focused_chances(kept: Path, test_images: np.ndarray, pool: list[np.ndarray], repeats: int, level: float,
@@ -107,7 +104,7 @@ def panel_answers(kept: Path, test_images: np.ndarray) -> dict[str, np.ndarray]:
     models = {name: load_model(f"onnx:{kept / name}.onnx") for name in ("marked", "clean")}
     size = models["marked"].size
     # one panel for both models, as the harness tests them
-    marks = [mark_at(mark.pixels, size)] + render_panel(partial(render, mark.family), PANEL, size)
+    marks = [mark_at(mark.pixels, size)] + render_panel(mark.panel, PANEL, size)
     blender = Blender(images)
     answers = {}
     for name, model in models.items():
@@ -149,7 +146,7 @@ def main() -> int:
     test_images = fashion_mnist("test").images
     for setting, runs in by_setting.items():
         _, mark, _ = kept_user(runs[0])
-        pool = render_panel(partial(render, mark.family), POOL, test_images.shape[1:3])
+        pool = render_panel(mark.panel, POOL, test_images.shape[1:3])
         focused = defaultdict(list)
         for kept in runs:
             for key, value in focused_chances(kept, test_images, pool, args.repeats, args.level, rng).items():
