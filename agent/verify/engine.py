@@ -40,8 +40,9 @@ marks"). The smallest p-value is 0.01."""
 DEFAULT_IMAGES = 200
 DEFAULT_FOCUS = 5
 """Aux images a label is tested on: the ones of DEFAULT_IMAGES the model, unmarked, leans to the label most. On
-the twenty a = 0.4 power models the five closest of 200 detected as often as all 200 (0.955 and 0.944 of
-verifications) at 700 queries instead of 20,200; ten or twenty did no better (docs/results/power/query-budget.md)."""
+the twenty a = 0.4 power models the five closest of 200 detected as often as all 200 (0.945-0.955 over two pools
+of external marks, and 0.944) at 700 queries instead of 20,200; ten or twenty did no better
+(docs/results/power/query-budget.md)."""
 BATCH = 50
 CALL_VALUES = 1 << 20
 """Pixel values per model call: for a small model the blends of several marks of a batch go to the model
